@@ -1,0 +1,223 @@
+"""DepthNet: torchvision encoder + monodepth2-style multi-scale sigmoid disparity decoder.
+
+Choices (ours; the DASP paper does not publish its depth network): RNW/STEPS use a
+ResNet-50 night depth net and monodepth2's decoder; we follow that design and also offer
+ResNet-18/34 and MobileNetV3-Large encoders, the last for the small model the package ships
+(≤ 25 MB) and for CPU-only robots.
+
+Input: ``[B, 3, H, W]`` RGB in [0, 1], H and W multiples of 32. ImageNet normalisation happens
+inside the network so that exported graphs take plain [0, 1] images.
+Output: list of sigmoid disparities, index = scale s, shape ``[B, 1, H / 2^s, W / 2^s]``.
+Map to metres with :func:`dasp_core.geometry.disp_to_depth` and the config's depth range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+from dasp_core.errors import ConfigError, ModelFileError, check_choice, check_range
+
+ENCODERS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class DepthNetConfig:
+    """Configuration of :class:`DepthNet` (YAML key ``model.depth``).
+
+    Attributes:
+        encoder: one of ``ENCODERS``.
+        pretrained_path: optional local file with torchvision ImageNet weights for the encoder
+            (a ``state_dict``); never downloaded at run time.
+        scales: output scales (0 = full resolution), subset of 0..3.
+        decoder_channels: decoder widths from fine to coarse (5 values).
+        min_depth, max_depth: metres, the range the sigmoid disparity maps to.
+    """
+
+    encoder: str = "resnet18"
+    pretrained_path: Optional[str] = None
+    scales: Sequence[int] = (0, 1, 2, 3)
+    decoder_channels: Sequence[int] = (16, 32, 64, 128, 256)
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+
+    def validate(self, prefix: str = "model.depth") -> "DepthNetConfig":
+        check_choice(f"{prefix}.encoder", self.encoder, ENCODERS)
+        for s in self.scales:
+            check_choice(f"{prefix}.scales", s, (0, 1, 2, 3))
+        if 0 not in self.scales:
+            raise ConfigError(f"{prefix}.scales", list(self.scales), "a list containing 0")
+        if len(self.decoder_channels) != 5 or any(int(c) < 1 for c in self.decoder_channels):
+            raise ConfigError(f"{prefix}.decoder_channels", list(self.decoder_channels),
+                              "5 positive integers")
+        check_range(f"{prefix}.min_depth", self.min_depth, 0.0, None, lo_open=True)
+        if not self.max_depth > self.min_depth:
+            raise ConfigError(f"{prefix}.max_depth", self.max_depth,
+                              f"a number greater than min_depth ({self.min_depth})")
+        return self
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = asdict(self)
+        d["scales"] = list(self.scales)
+        d["decoder_channels"] = list(self.decoder_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], prefix: str = "model.depth") -> "DepthNetConfig":
+        known = set(cls.__dataclass_fields__)
+        for k in d:
+            if k not in known:
+                raise ConfigError(f"{prefix}.{k}", d[k], "known keys: " + ", ".join(sorted(known)))
+        return cls(**d).validate(prefix)
+
+
+class ImageNormalize(nn.Module):
+    """[0, 1] RGB → ImageNet-normalised input (kept in the graph for export)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _load_local_weights(module: nn.Module, path: Optional[str]) -> None:
+    if not path:
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(path, "not found", "a torchvision ImageNet state_dict (.pth)") from None
+    except Exception as e:  # corrupt file
+        raise ModelFileError(path, f"cannot be read ({e})", "a torchvision state_dict") from None
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
+    if missing:
+        raise ModelFileError(path, f"does not match the encoder: missing {missing[:5]}...",
+                             "weights of the same torchvision architecture")
+
+
+class Encoder(nn.Module):
+    """Five feature maps at strides 2, 4, 8, 16, 32 from a torchvision backbone."""
+
+    def __init__(self, name: str, pretrained_path: Optional[str] = None) -> None:
+        super().__init__()
+        self.name = name
+        self.normalize = ImageNormalize()
+        if name.startswith("resnet"):
+            net = getattr(torchvision.models, name)(weights=None)
+            _load_local_weights(net, pretrained_path)
+            self.stem = nn.Sequential(net.conv1, net.bn1, net.relu)
+            self.stages = nn.ModuleList([nn.Sequential(net.maxpool, net.layer1), net.layer2,
+                                         net.layer3, net.layer4])
+            width = 4 if name == "resnet50" else 1
+            self.channels = [64, 64 * width, 128 * width, 256 * width, 512 * width]
+        else:
+            net = torchvision.models.mobilenet_v3_large(weights=None)
+            _load_local_weights(net, pretrained_path)
+            feats = net.features
+            # tap the last block before each stride change (strides 2,4,8,16,32)
+            cuts = [0, 2, 4, 7, 13, 16]  # features[cuts[i]:cuts[i+1]] forms stage i
+            self.stem = feats[0:2]
+            self.stages = nn.ModuleList([feats[cuts[i]:cuts[i + 1]] for i in range(1, 5)])
+            with torch.no_grad():
+                chans, x = [], torch.zeros(1, 3, 64, 64)
+                x = self.stem(x)
+                chans.append(x.shape[1])
+                for s in self.stages:
+                    x = s(x)
+                    chans.append(x.shape[1])
+            self.channels = chans
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        x = self.stem(self.normalize(x))
+        feats = [x]
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class ConvBlock(nn.Module):
+    """3x3 reflection-padded convolution + ELU (monodepth2's decoder layer)."""
+
+    def __init__(self, cin: int, cout: int, act: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect")
+        self.act = nn.ELU(inplace=True) if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
+
+
+class DepthDecoder(nn.Module):
+    """U-Net decoder with nearest upsampling, skip connections and sigmoid heads per scale."""
+
+    def __init__(self, enc_channels: Sequence[int], dec_channels: Sequence[int],
+                 scales: Sequence[int]) -> None:
+        super().__init__()
+        self.scales = sorted(scales)
+        self.up0 = nn.ModuleList()
+        self.up1 = nn.ModuleList()
+        for i in range(4, -1, -1):
+            cin = enc_channels[-1] if i == 4 else dec_channels[i + 1]
+            self.up0.append(ConvBlock(cin, dec_channels[i]))
+            skip = enc_channels[i - 1] if i > 0 else 0
+            self.up1.append(ConvBlock(dec_channels[i] + skip, dec_channels[i]))
+        self.heads = nn.ModuleDict({str(s): nn.Conv2d(dec_channels[s], 1, 3, padding=1,
+                                                      padding_mode="reflect")
+                                    for s in self.scales})
+
+    def forward(self, feats: List[torch.Tensor]) -> List[torch.Tensor]:
+        x = feats[-1]
+        outs: Dict[int, torch.Tensor] = {}
+        for j, i in enumerate(range(4, -1, -1)):
+            x = self.up0[j](x)
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            if i > 0:
+                x = torch.cat([x, feats[i - 1]], dim=1)
+            x = self.up1[j](x)
+            if i in self.scales:
+                outs[i] = torch.sigmoid(self.heads[str(i)](x))
+        return [outs[s] for s in self.scales]
+
+
+class DepthNet(nn.Module):
+    """Monocular depth network: image ``[B, 3, H, W]`` in [0, 1] → list of disparities.
+
+    ``forward(x)[k]`` is the sigmoid disparity at scale ``cfg.scales[k]``; ``[0]`` is full
+    resolution. H and W must be multiples of 32.
+    """
+
+    def __init__(self, cfg: Optional[DepthNetConfig] = None) -> None:
+        super().__init__()
+        self.cfg = (cfg or DepthNetConfig()).validate()
+        self.encoder = Encoder(self.cfg.encoder, self.cfg.pretrained_path)
+        self.decoder = DepthDecoder(self.encoder.channels, self.cfg.decoder_channels,
+                                    self.cfg.scales)
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        H, W = x.shape[-2:]
+        if H % 32 or W % 32:
+            raise ValueError(f"DepthNet input must be a multiple of 32, got {H}x{W}")
+        return self.decoder(self.encoder(x))
+
+
+class DisparityHead(nn.Module):
+    """Export wrapper: full-resolution disparity only, ``[B, 3, H, W]`` → ``[B, 1, H, W]``."""
+
+    def __init__(self, net: DepthNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[0]

@@ -1,0 +1,86 @@
+"""The inference interface shared by every backend, and the model description it carries.
+
+No torch import here: the ROS node and the onnxruntime/TensorRT backends depend on this module
+only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional, Protocol, Tuple, runtime_checkable
+
+import numpy as np
+
+SCALE_SOURCES = ("learned", "fixed", "camera_height", "none")
+
+
+@dataclass
+class ModelInfo:
+    """What a deployed depth model is; stored in checkpoints and as ONNX metadata.
+
+    Attributes:
+        input_height, input_width: network input size in pixels (multiples of 32).
+        min_depth, max_depth: metres; the sigmoid disparity maps to [1/max, 1/min].
+        scale_factor: multiply the network depth by this to get metres.
+        scale_source: where ``scale_factor`` comes from: ``learned`` (weak velocity
+            supervision in training), ``fixed`` (calibrated by a user), ``camera_height``
+            (estimated at run time from a ground plane), ``none`` (relative depth).
+        output: what the graph outputs: ``"disparity"`` (sigmoid, ``[B, 1, H, W]``).
+        input_format: ``"rgb_float01_nchw"``: RGB, float32 in [0, 1], NCHW; normalisation is
+            inside the graph.
+        name, version: free text (model name, dasp version that produced it).
+        extra: anything else (training config hash, git revision, ...).
+    """
+
+    input_height: int = 192
+    input_width: int = 640
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    scale_factor: float = 1.0
+    scale_source: str = "none"
+    output: str = "disparity"
+    input_format: str = "rgb_float01_nchw"
+    name: str = "dasp"
+    version: str = ""
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ModelInfo":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelInfo":
+        return cls.from_dict(json.loads(text))
+
+    @property
+    def is_metric(self) -> bool:
+        return self.scale_source != "none"
+
+
+@runtime_checkable
+class DepthEstimator(Protocol):
+    """A loaded depth model, ready to run.
+
+    ``predict`` takes one RGB ``uint8 [H, W, 3]`` image of any size and returns
+    ``float32 [h, w]`` depth in metres (times ``info.scale_factor``; relative when
+    ``info.scale_source == "none"``), at ``output_size`` (h, w) if given, else at the input
+    image size. ``predict_batch`` does the same for ``[B, H, W, 3]``. ``infer_disparity``
+    runs the raw graph on a preprocessed ``float32 [B, 3, h, w]`` batch and returns the
+    sigmoid disparity ``[B, 1, h, w]`` (for parity tests and benchmarks).
+    """
+
+    info: ModelInfo
+    backend: str
+
+    def predict(self, image: np.ndarray, output_size: Optional[Tuple[int, int]] = None
+                ) -> np.ndarray: ...
+
+    def predict_batch(self, images: np.ndarray, output_size: Optional[Tuple[int, int]] = None
+                      ) -> np.ndarray: ...
+
+    def infer_disparity(self, batch: np.ndarray) -> np.ndarray: ...
