@@ -5,8 +5,9 @@ Conventions (used everywhere in dasp):
 * Camera frame: OpenCV / REP 103 optical frame — x right, y down, z forward. Units: metres.
 * Pixels: ``u`` (column) and ``v`` (row); the centre of the top-left pixel is (0, 0).
 * Intrinsics ``K``: ``[B, 3, 3]`` in pixels for the image size it is used with. *Normalised*
-  intrinsics divide the first row by the width and the second row by the height
-  (fx/W, cx/W; fy/H, cy/H), so they do not change with resizing.
+  intrinsics divide the first row by the width and the second row by the height, measuring
+  the principal point from the image's outer edge (fx/W, (cx+0.5)/W; fy/H, (cy+0.5)/H; a
+  centred camera has 0.5), so they do not change with resizing.
 * Poses: ``T_a_b`` (``[B, 4, 4]``) maps points in frame b to frame a: ``X_a = T_a_b @ X_b``.
   ``T_t→s`` of the paper — the transform from target-camera coordinates to source-camera
   coordinates — is ``T_s_t`` here.
@@ -71,18 +72,34 @@ def crop_intrinsics(K: torch.Tensor, x0: float, y0: float) -> torch.Tensor:
 
 
 def normalize_intrinsics(K: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Pixel intrinsics ``[..., 3, 3]`` → normalised intrinsics (size-independent).
+    """Pixel intrinsics ``[..., 3, 3]`` for a ``width x height`` image → normalised intrinsics.
 
-    Uses the pixel-centre convention of :func:`scale_intrinsics`, so
+    Normalised intrinsics describe the image as the unit square ``[0, 1]^2`` (its outer pixel
+    *edges*, not centres): ``fx/W``, ``skew/W``, ``(cx + 0.5)/W``; ``fy/H``, ``(cy + 0.5)/H``.
+    A centred principal point is 0.5, as in monodepth2's normalised KITTI matrix, and the
+    values are exactly size-independent under the pixel-centre convention:
     ``denormalize_intrinsics(normalize_intrinsics(K, W, H), W2, H2)`` equals
     ``scale_intrinsics(K, W2 / W, H2 / H)``.
     """
-    return scale_intrinsics(K, 1.0 / width, 1.0 / height)
+    Kn = K.clone()
+    Kn[..., 0, 0] = K[..., 0, 0] / width
+    Kn[..., 0, 1] = K[..., 0, 1] / width
+    Kn[..., 0, 2] = (K[..., 0, 2] + 0.5) / width
+    Kn[..., 1, 1] = K[..., 1, 1] / height
+    Kn[..., 1, 2] = (K[..., 1, 2] + 0.5) / height
+    return Kn
 
 
 def denormalize_intrinsics(Kn: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """Normalised intrinsics ``[..., 3, 3]`` → pixel intrinsics for a ``width x height`` image."""
-    return scale_intrinsics(Kn, float(width), float(height))
+    """Normalised intrinsics ``[..., 3, 3]`` (see :func:`normalize_intrinsics`) → pixel
+    intrinsics for a ``width x height`` image (``cx = cx_n * W - 0.5``)."""
+    K = Kn.clone()
+    K[..., 0, 0] = Kn[..., 0, 0] * width
+    K[..., 0, 1] = Kn[..., 0, 1] * width
+    K[..., 0, 2] = Kn[..., 0, 2] * width - 0.5
+    K[..., 1, 1] = Kn[..., 1, 1] * height
+    K[..., 1, 2] = Kn[..., 1, 2] * height - 0.5
+    return K
 
 
 # ----------------------------------------------------------------------------- projection
@@ -220,7 +237,9 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
     small = theta2 < 1e-8
     # sin(t)/t and (1 - cos t)/t^2 with series fallbacks
     a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
-    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / theta2.clamp(min=1e-12))
+    # 1 - cos t = 2 sin^2(t/2): no cancellation for small t in float32
+    b = torch.where(small, 0.5 - theta2 / 24.0,
+                    2.0 * torch.sin(0.5 * theta) ** 2 / theta2.clamp(min=1e-12))
     Kx = _skew(axis_angle)
     eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand(Kx.shape)
     return eye + a.unsqueeze(-1) * Kx + b.unsqueeze(-1) * (Kx @ Kx)

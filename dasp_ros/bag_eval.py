@@ -191,8 +191,10 @@ class OnlineEvaluator:
                 import cv2
                 depth = cv2.resize(depth, (gt.shape[1], gt.shape[0]),
                                    interpolation=cv2.INTER_NEAREST)
-            pred = np.where(np.isfinite(depth), depth, np.float32(self._proto.max_depth))
-            pred = np.maximum(pred, np.float32(self._proto.min_depth))  # NaN → invalid → clip
+            # REP 117 as the node publishes it: +Inf beyond max range, -Inf closer than min
+            # range, NaN invalid (scored as the far cap: a model may not skip pixels)
+            pred = np.where(np.isneginf(depth), np.float32(self._proto.min_depth), depth)
+            pred = np.where(np.isfinite(pred), pred, np.float32(self._proto.max_depth))
             try:
                 s = self._acc.update(pred, gt)
                 if self.metric:
@@ -290,13 +292,16 @@ def write_pictures(ev: OnlineEvaluator, out_dir: Path, max_depth: float) -> Dict
     cv2.imwrite(str(p), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
     files["strip"] = str(p)
     gif = []
-    for _, img, depth, _gt in frames:
+    step = max(1, len(frames) // 60)  # at most ~60 frames, 320 px wide panels: a few MB
+    for _, img, depth, _gt in frames[::step]:
         dd = np.where(np.isfinite(depth), depth, 0)
-        if img.shape[:2] != dd.shape:
-            img = cv2.resize(img, (dd.shape[1], dd.shape[0]))
-        gif.append(viz.make_strip([img, viz.colorize_depth(dd, 0, max_depth)]))
+        w = min(320, dd.shape[1])
+        h = int(round(dd.shape[0] * w / dd.shape[1]))
+        dd = cv2.resize(dd, (w, h), interpolation=cv2.INTER_NEAREST)
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        gif.append(viz.make_strip([img, viz.colorize_depth(dd, 0, max_depth)], vertical=True))
     p = out_dir / "drive.gif"
-    viz.write_gif(gif, p, fps=8)
+    viz.write_gif(gif, p, fps=8 / step)
     files["gif"] = str(p)
     return files
 
@@ -305,13 +310,15 @@ class _Recorder:
     """Writes raw CDR messages to an mcap rosbag2, creating a connection per topic."""
 
     def __init__(self, path: Path):
-        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
 
         if path.exists():
             import shutil
             shutil.rmtree(path)
         self._ts = _typestore()
         self._w = Writer(path, version=8, storage_plugin=StoragePlugin.MCAP)
+        # mcap-internal zstd chunks: Foxglove and `ros2 bag play` read them natively
+        self._w.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._w.open()
         self._conns: Dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -387,7 +394,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         def cb(raw: bytes) -> None:
             if recorder is not None:
                 recorder.write(topic(name), msgtype, raw, time.time_ns())
-            state["last"] = time.monotonic()
+            if name != "diagnostics":  # periodic: says nothing about the stream being alive
+                state["last"] = time.monotonic()
             if name == "depth":
                 msg = deserialize_message(raw, Image)
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -395,6 +403,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
             elif name == "points" and state["cloud"] is None and len(ev.outputs) > 3:
                 state["cloud"] = deserialize_message(raw, PointCloud2)
             elif name == "diagnostics":
+                # keep the last report written while depth was flowing, not the idle one after
+                if state["diag"] and time.monotonic() - state["last"] > 1.5:
+                    return
                 msg = deserialize_message(raw, DiagnosticArray)
                 for st in msg.status:
                     state["diag"] = {kv.key: kv.value for kv in st.values}

@@ -58,6 +58,7 @@ def test_nan_and_inf_predictions_are_handled_like_the_node_publishes_them():
     pred = gts[0].copy()
     pred[5, 5] = np.nan  # node: invalid
     pred[6, 6] = np.inf  # node: beyond range
+    pred[7, 7] = -np.inf  # node: closer than min range
     ev = OnlineEvaluator(gts)
     s = ev.on_depth(0, 0.0, pred)
     assert s is not None and np.isfinite(s["metrics"]["abs_rel"])

@@ -99,7 +99,16 @@ def _load_local_weights(module: nn.Module, path: Optional[str]) -> None:
         raise ModelFileError(path, "not found", "a torchvision ImageNet state_dict (.pth)") from None
     except Exception as e:  # corrupt file
         raise ModelFileError(path, f"cannot be read ({e})", "a torchvision state_dict") from None
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    if not isinstance(state, dict):
+        raise ModelFileError(path, f"holds a {type(state).__name__}, not a state_dict",
+                             "a torchvision ImageNet state_dict (.pth)")
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same key names, other shapes (e.g. resnet50 weights for resnet18)
+        lines = str(e).strip().splitlines()  # line 0 is a header, line 1 the first mismatch
+        raise ModelFileError(path, "does not match the encoder: "
+                             + (lines[1].strip() if len(lines) > 1 else str(e)),
+                             "weights of the same torchvision architecture") from None
     missing = [k for k in missing if not k.startswith(("fc.", "classifier."))]
     if missing:
         raise ModelFileError(path, f"does not match the encoder: missing {missing[:5]}...",
@@ -195,7 +204,7 @@ class DepthNet(nn.Module):
     """Monocular depth network: image ``[B, 3, H, W]`` in [0, 1] → list of disparities.
 
     ``forward(x)[k]`` is the sigmoid disparity at scale ``cfg.scales[k]``; ``[0]`` is full
-    resolution. H and W must be multiples of 32.
+    resolution. H and W must be multiples of 32, at least 64.
     """
 
     def __init__(self, cfg: Optional[DepthNetConfig] = None) -> None:
@@ -207,8 +216,10 @@ class DepthNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         H, W = x.shape[-2:]
-        if H % 32 or W % 32:
-            raise ValueError(f"DepthNet input must be a multiple of 32, got {H}x{W}")
+        if H % 32 or W % 32 or H < 64 or W < 64:
+            # at 32 px the stride-32 feature map is 1 px, too small for reflection padding
+            raise ValueError(f"DepthNet input must be a multiple of 32 and at least 64x64, "
+                             f"got {H}x{W}")
         return self.decoder(self.encoder(x))
 
 

@@ -1,0 +1,670 @@
+"""rosbag2 reading and writing without ROS, and message ↔ numpy converters (via ``rosbags``).
+
+Used by the synthetic bag writer, the rosbag clip reader, and the ROS side's bag tools. No ROS
+installation is needed: messages are the ``rosbags`` typestore dataclasses (the ROS 2 Humble
+definitions by default; sensor_msgs, nav_msgs, tf2_msgs and geometry_msgs are identical in
+later distributions, type hashes included).
+
+Reading::
+
+    for topic, msgtype, t_ns, msg in read_messages("drive_bag", topics=["/camera/image_raw"]):
+        rgb = image_to_rgb(msg, topic)
+
+Writing::
+
+    with BagWriter("out_bag", storage="mcap") as bag:
+        bag.write("/camera/image_raw", numpy_to_image(rgb, "rgb8", t_ns, "camera"), t_ns)
+
+Conventions (REP 118/117, sensor_msgs): ``Image.step`` is the row length in bytes (rows may be
+padded), multi-byte encodings honour ``is_bigendian``; depth images are 32FC1 in metres with
+NaN for invalid, or 16UC1 / mono16 in millimetres with 0 for invalid. Converters raise
+:class:`BagFormatError` naming the topic and message index and what is allowed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from dasp_core.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BagFormatError", "IMAGE_ENCODINGS", "get_typestore", "stamp_to_ns", "make_header",
+    "image_to_numpy", "image_to_rgb", "image_to_depth", "numpy_to_image",
+    "compressed_to_rgb", "rgb_to_compressed", "CameraModel", "camera_info_to_model",
+    "make_camera_info", "OdometryData", "odometry_to_numpy", "make_odometry", "TransformData",
+    "tf_to_numpy", "make_tf_message", "matrix_to_quaternion", "quaternion_to_matrix",
+    "BagWriter", "BagReader", "read_messages", "bag_topics", "bag_custom_data",
+]
+
+# encoding → (numpy dtype, channels)
+IMAGE_ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3), "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4), "bgra8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1), "8UC1": (np.dtype(np.uint8), 1),
+    "mono16": (np.dtype(np.uint16), 1), "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+}
+COMPRESSED_FORMATS = ("jpeg", "png")
+STORAGES = ("mcap", "sqlite3")
+
+
+class BagFormatError(DatasetError, ValueError):
+    """A message in a bag cannot be converted (unknown encoding, wrong size, corrupt data)."""
+
+    def __init__(self, topic: str, index: int, problem: str, allowed: str | None = None):
+        where = f"topic {topic!r}" if topic else "message"
+        if index >= 0:
+            where += f" message #{index}"
+        msg = f"{where}: {problem}"
+        if allowed:
+            msg += f"; allowed: {allowed}"
+        self.topic, self.index = topic, index
+        super().__init__(msg)
+
+
+# ============================================================================ typestore
+@lru_cache(maxsize=4)
+def get_typestore(store: str = "ros2_humble"):
+    """The ``rosbags`` typestore ``store`` (a ``rosbags.typesys.Stores`` value, e.g.
+    ``"ros2_humble"``, ``"ros2_jazzy"``, ``"latest"``)."""
+    from rosbags.typesys import Stores, get_typestore as _get
+
+    names = [s.value for s in Stores]
+    if store not in names:
+        raise ConfigError("bag.typestore", store, names)
+    return _get(Stores(store))
+
+
+def _types(ts=None):
+    return (ts or get_typestore()).types
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """``builtin_interfaces/Time`` → integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def make_stamp(ns: int, ts=None):
+    T = _types(ts)["builtin_interfaces/msg/Time"]
+    ns = int(ns)
+    return T(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def make_header(stamp_ns: int, frame_id: str, ts=None):
+    """``std_msgs/Header`` with the stamp in nanoseconds."""
+    return _types(ts)["std_msgs/msg/Header"](stamp=make_stamp(stamp_ns, ts), frame_id=frame_id)
+
+
+# ============================================================================ Image
+def _as_bytes(data: Any) -> np.ndarray:
+    """Message ``data`` (numpy array, bytes, list) → flat uint8 array."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return np.frombuffer(data, dtype=np.uint8)
+    return np.asarray(data, dtype=np.uint8).reshape(-1)
+
+
+def image_to_numpy(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
+    """``sensor_msgs/Image`` → array in the message's own layout.
+
+    Returns ``[H, W]`` (one channel) or ``[H, W, C]`` with the encoding's dtype in native byte
+    order and its channel order (``bgr8`` stays BGR). Row padding (``step``) is removed.
+
+    Raises:
+        BagFormatError: unknown encoding, or ``data`` shorter than ``step * height`` / ``step``
+            shorter than a row.
+    """
+    enc = str(msg.encoding)
+    if enc not in IMAGE_ENCODINGS:
+        raise BagFormatError(topic, index, f"Image encoding {enc!r} is not supported",
+                             ", ".join(IMAGE_ENCODINGS))
+    dtype, ch = IMAGE_ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    row = w * ch * dtype.itemsize
+    data = _as_bytes(msg.data)
+    if h <= 0 or w <= 0:
+        raise BagFormatError(topic, index, f"Image size {w}x{h} is empty", "width, height > 0")
+    if step < row:
+        raise BagFormatError(topic, index, f"Image step {step} < width*channels*bytes = {row}",
+                             f"step >= {row} for {enc} {w}x{h}")
+    if data.size < step * (h - 1) + row:
+        raise BagFormatError(topic, index, f"Image data has {data.size} bytes, "
+                             f"{enc} {w}x{h} with step {step} needs {step * h}",
+                             f"{step * h} bytes")
+    if data.size < step * h:
+        data = np.concatenate([data, np.zeros(step * h - data.size, np.uint8)])
+    rows = data[: step * h].reshape(h, step)[:, :row]
+    dt = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype
+    arr = np.ascontiguousarray(rows).view(dt)
+    arr = arr.reshape((h, w, ch) if ch > 1 else (h, w))
+    return arr.astype(dtype, copy=False)  # native byte order
+
+
+def image_to_rgb(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
+    """``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16) → uint8 ``[H, W, 3]``
+    RGB (alpha dropped, mono replicated, mono16 scaled by 1/257)."""
+    enc = str(msg.encoding)
+    arr = image_to_numpy(msg, topic, index)
+    if enc == "rgb8":
+        return arr
+    if enc == "bgr8":
+        return np.ascontiguousarray(arr[..., ::-1])
+    if enc == "rgba8":
+        return np.ascontiguousarray(arr[..., :3])
+    if enc == "bgra8":
+        return np.ascontiguousarray(arr[..., 2::-1])
+    if enc in ("mono8", "8UC1"):
+        return np.repeat(arr[..., None], 3, axis=2)
+    if enc == "mono16":
+        return np.repeat(((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)[..., None], 3, 2)
+    raise BagFormatError(topic, index, f"Image encoding {enc!r} is not a colour image",
+                         "rgb8, bgr8, rgba8, bgra8, mono8, mono16")
+
+
+def image_to_depth(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
+    """Depth ``sensor_msgs/Image`` → float32 ``[H, W]`` metres, NaN where invalid.
+
+    ``32FC1``: metres; non-finite values and values <= 0 become NaN (REP 117 also allows
+    ±Inf; both are "no measurement" here). ``16UC1``/``mono16``: millimetres, 0 → NaN.
+    """
+    enc = str(msg.encoding)
+    arr = image_to_numpy(msg, topic, index)
+    if enc == "32FC1":
+        d = arr.astype(np.float32, copy=True)
+        d[~np.isfinite(d) | (d <= 0)] = np.nan
+        return d
+    if enc in ("16UC1", "mono16"):
+        d = arr.astype(np.float32) * np.float32(1e-3)
+        d[arr == 0] = np.nan
+        return d
+    raise BagFormatError(topic, index, f"Image encoding {enc!r} is not a depth image",
+                         "32FC1 (metres), 16UC1 / mono16 (millimetres)")
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, stamp_ns: int = 0, frame_id: str = "",
+                   big_endian: bool = False, step: Optional[int] = None, ts=None) -> Any:
+    """Array → ``sensor_msgs/Image``.
+
+    Args:
+        array: ``[H, W]`` or ``[H, W, C]`` matching ``encoding`` (channel order as the encoding
+            says; values are cast to the encoding's dtype).
+        encoding: one of :data:`IMAGE_ENCODINGS`.
+        stamp_ns, frame_id: header.
+        big_endian: write multi-byte pixels big-endian.
+        step: row length in bytes (>= width*channels*bytes; extra bytes are zero padding).
+    """
+    if encoding not in IMAGE_ENCODINGS:
+        raise ConfigError("image.encoding", encoding, list(IMAGE_ENCODINGS))
+    dtype, ch = IMAGE_ENCODINGS[encoding]
+    a = np.asarray(array)
+    if a.ndim == 3 and ch == 1 and a.shape[2] == 1:
+        a = a[..., 0]
+    if (ch == 1 and a.ndim != 2) or (ch > 1 and (a.ndim != 3 or a.shape[2] != ch)):
+        raise ConfigError("image.shape", a.shape, f"[H, W{'' if ch == 1 else f', {ch}'}] "
+                          f"for {encoding}")
+    h, w = a.shape[:2]
+    a = a.astype(dtype.newbyteorder(">" if big_endian else "<") if dtype.itemsize > 1 else dtype)
+    row = w * ch * dtype.itemsize
+    step = row if step is None else int(step)
+    if step < row:
+        raise ConfigError("image.step", step, f"an integer >= {row}")
+    raw = np.ascontiguousarray(a).view(np.uint8).reshape(h, row)
+    if step > row:
+        raw = np.concatenate([raw, np.zeros((h, step - row), np.uint8)], axis=1)
+    Image = _types(ts)["sensor_msgs/msg/Image"]
+    return Image(header=make_header(stamp_ns, frame_id, ts), height=h, width=w,
+                 encoding=encoding, is_bigendian=int(bool(big_endian and dtype.itemsize > 1)),
+                 step=step, data=raw.reshape(-1))
+
+
+# ============================================================================ CompressedImage
+def compressed_to_rgb(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` (jpeg or png) → uint8 ``[H, W, 3]`` RGB.
+
+    The ``format`` field is only checked for containing ``jpeg``/``jpg``/``png`` (it looks like
+    ``"rgb8; jpeg compressed bgr8"`` with image_transport, or just ``"jpeg"``).
+    """
+    import cv2
+
+    fmt = str(msg.format).lower()
+    if not any(x in fmt for x in ("jpeg", "jpg", "png")):
+        raise BagFormatError(topic, index, f"CompressedImage format {msg.format!r} is not "
+                             "supported", "jpeg, png (e.g. 'rgb8; jpeg compressed bgr8')")
+    if "compresseddepth" in fmt:
+        raise BagFormatError(topic, index, "compressedDepth images are not supported",
+                             "jpeg, png colour images")
+    buf = _as_bytes(msg.data)
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None:
+        raise BagFormatError(topic, index, f"cannot decode {buf.size} bytes of "
+                             f"{msg.format!r} (corrupt or truncated)", "valid jpeg/png data")
+    if img.dtype == np.uint16:
+        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if img.ndim == 2:
+        return np.repeat(img[..., None], 3, axis=2)
+    if img.shape[2] == 4:
+        img = img[..., :3]
+    return np.ascontiguousarray(img[..., ::-1])  # OpenCV decodes to BGR
+
+
+def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90,
+                      stamp_ns: int = 0, frame_id: str = "", ts=None) -> Any:
+    """uint8 ``[H, W, 3]`` RGB → ``sensor_msgs/CompressedImage`` (image_transport's format
+    string ``"rgb8; <fmt> compressed bgr8"``)."""
+    import cv2
+
+    if fmt not in COMPRESSED_FORMATS:
+        raise ConfigError("image.format", fmt, COMPRESSED_FORMATS)
+    a = np.asarray(rgb)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+        raise ConfigError("image", f"{a.dtype} {a.shape}", "uint8 [H, W, 3] RGB")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else \
+        [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, enc = cv2.imencode(".jpg" if fmt == "jpeg" else ".png",
+                           np.ascontiguousarray(a[..., ::-1]), params)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {a.shape} image as {fmt}")
+    CI = _types(ts)["sensor_msgs/msg/CompressedImage"]
+    return CI(header=make_header(stamp_ns, frame_id, ts), format=f"rgb8; {fmt} compressed bgr8",
+              data=enc.reshape(-1))
+
+
+# ============================================================================ CameraInfo
+@dataclass
+class CameraModel:
+    """Calibration from ``sensor_msgs/CameraInfo``.
+
+    Attributes:
+        width, height: image size in pixels.
+        K: float64 ``[3, 3]`` pixel intrinsics.
+        D: float64 ``[n]`` distortion coefficients.
+        distortion_model: e.g. ``"plumb_bob"``, ``"rational_polynomial"``, ``"equidistant"``.
+        R: float64 ``[3, 3]`` rectification rotation.
+        P: float64 ``[3, 4]`` projection matrix.
+        frame_id: optical frame.
+    """
+
+    width: int
+    height: int
+    K: np.ndarray
+    D: np.ndarray
+    distortion_model: str
+    R: np.ndarray
+    P: np.ndarray
+    frame_id: str = ""
+
+
+def camera_info_to_model(msg: Any, topic: str = "", index: int = -1) -> CameraModel:
+    """``sensor_msgs/CameraInfo`` → :class:`CameraModel` (raises on an all-zero K)."""
+    K = np.asarray(msg.k, np.float64).reshape(3, 3)
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise BagFormatError(topic, index, f"CameraInfo K has fx={K[0, 0]}, fy={K[1, 1]} "
+                             "(uncalibrated camera)", "fx > 0 and fy > 0")
+    return CameraModel(width=int(msg.width), height=int(msg.height), K=K,
+                       D=np.asarray(msg.d, np.float64).reshape(-1),
+                       distortion_model=str(msg.distortion_model),
+                       R=np.asarray(msg.r, np.float64).reshape(3, 3),
+                       P=np.asarray(msg.p, np.float64).reshape(3, 4),
+                       frame_id=str(msg.header.frame_id))
+
+
+def make_camera_info(K: np.ndarray, width: int, height: int, D: Optional[Sequence[float]] = None,
+                     distortion_model: str = "plumb_bob", stamp_ns: int = 0, frame_id: str = "",
+                     R: Optional[np.ndarray] = None, P: Optional[np.ndarray] = None,
+                     ts=None) -> Any:
+    """``sensor_msgs/CameraInfo`` for a pinhole camera (``P = [K | 0]`` unless given)."""
+    K = np.asarray(K, np.float64).reshape(3, 3)
+    D = np.zeros(5) if D is None else np.asarray(D, np.float64).reshape(-1)
+    R = np.eye(3) if R is None else np.asarray(R, np.float64).reshape(3, 3)
+    P = np.concatenate([K, np.zeros((3, 1))], 1) if P is None else \
+        np.asarray(P, np.float64).reshape(3, 4)
+    T = _types(ts)
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                do_rectify=False)
+    return T["sensor_msgs/msg/CameraInfo"](
+        header=make_header(stamp_ns, frame_id, ts), height=int(height), width=int(width),
+        distortion_model=distortion_model, d=D, k=K.reshape(-1), r=R.reshape(-1),
+        p=P.reshape(-1), binning_x=0, binning_y=0, roi=roi)
+
+
+# ============================================================================ poses
+def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """Rotation ``[3, 3]`` → unit quaternion ``(x, y, z, w)`` with ``w >= 0``."""
+    m = np.asarray(R, np.float64)
+    tr = np.trace(m)
+    cand = np.array([1 + tr, 1 + 2 * m[0, 0] - tr, 1 + 2 * m[1, 1] - tr, 1 + 2 * m[2, 2] - tr])
+    i = int(np.argmax(cand))
+    s = 2.0 * np.sqrt(max(cand[i], 1e-300))
+    if i == 0:
+        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
+    elif i == 1:
+        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
+    elif i == 2:
+        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
+    else:
+        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
+    q = np.asarray(q)
+    q /= np.linalg.norm(q)
+    return -q if q[3] < 0 else q
+
+
+def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """Quaternion ``(x, y, z, w)`` (normalised here) → rotation ``[3, 3]``."""
+    q = np.array([x, y, z, w], np.float64)
+    n = np.linalg.norm(q)
+    if n < 1e-12:
+        raise ValueError("quaternion has zero norm")
+    x, y, z, w = q / n
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def _pose_msg(T: np.ndarray, ts=None):
+    Ty = _types(ts)
+    q = matrix_to_quaternion(T[:3, :3])
+    return Ty["geometry_msgs/msg/Pose"](
+        position=Ty["geometry_msgs/msg/Point"](x=float(T[0, 3]), y=float(T[1, 3]), z=float(T[2, 3])),
+        orientation=Ty["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]),
+                                                       z=float(q[2]), w=float(q[3])))
+
+
+def _vec3(v, ts=None):
+    return _types(ts)["geometry_msgs/msg/Vector3"](x=float(v[0]), y=float(v[1]), z=float(v[2]))
+
+
+@dataclass
+class OdometryData:
+    """``nav_msgs/Odometry`` as numpy.
+
+    Attributes:
+        stamp_ns: header stamp.
+        frame_id: parent frame of the pose (e.g. ``odom``).
+        child_frame_id: moving frame (e.g. ``base_link``).
+        T: float64 ``[4, 4]`` pose of the child in the parent frame (child → parent).
+        linear, angular: float64 ``[3]`` twist in the child frame (m/s, rad/s).
+    """
+
+    stamp_ns: int
+    frame_id: str
+    child_frame_id: str
+    T: np.ndarray
+    linear: np.ndarray
+    angular: np.ndarray
+
+    @property
+    def speed(self) -> float:
+        return float(np.linalg.norm(self.linear))
+
+
+def odometry_to_numpy(msg: Any, topic: str = "", index: int = -1) -> OdometryData:
+    p, o = msg.pose.pose.position, msg.pose.pose.orientation
+    try:
+        R = quaternion_to_matrix(o.x, o.y, o.z, o.w)
+    except ValueError:
+        raise BagFormatError(topic, index, "Odometry orientation quaternion is zero",
+                             "a unit quaternion") from None
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = (p.x, p.y, p.z)
+    tw = msg.twist.twist
+    return OdometryData(stamp_to_ns(msg.header.stamp), str(msg.header.frame_id),
+                        str(msg.child_frame_id), T,
+                        np.array([tw.linear.x, tw.linear.y, tw.linear.z]),
+                        np.array([tw.angular.x, tw.angular.y, tw.angular.z]))
+
+
+def make_odometry(T: np.ndarray, linear: Sequence[float], angular: Sequence[float],
+                  stamp_ns: int, frame_id: str = "odom", child_frame_id: str = "base_link",
+                  pose_cov: float = 1e-4, twist_cov: float = 1e-4, ts=None) -> Any:
+    """``nav_msgs/Odometry``: pose ``T`` (child → parent ``[4, 4]``), twist in the child frame,
+    diagonal covariances."""
+    Ty = _types(ts)
+    pc = np.diag([pose_cov] * 6).reshape(-1)
+    tc = np.diag([twist_cov] * 6).reshape(-1)
+    return Ty["nav_msgs/msg/Odometry"](
+        header=make_header(stamp_ns, frame_id, ts), child_frame_id=child_frame_id,
+        pose=Ty["geometry_msgs/msg/PoseWithCovariance"](pose=_pose_msg(np.asarray(T), ts),
+                                                        covariance=pc),
+        twist=Ty["geometry_msgs/msg/TwistWithCovariance"](
+            twist=Ty["geometry_msgs/msg/Twist"](linear=_vec3(linear, ts),
+                                                angular=_vec3(angular, ts)),
+            covariance=tc))
+
+
+@dataclass
+class TransformData:
+    """One ``geometry_msgs/TransformStamped``: ``T`` maps ``child`` coordinates to ``parent``."""
+
+    stamp_ns: int
+    parent: str
+    child: str
+    T: np.ndarray
+
+
+def tf_to_numpy(msg: Any, topic: str = "", index: int = -1) -> List[TransformData]:
+    """``tf2_msgs/TFMessage`` → list of :class:`TransformData`."""
+    out = []
+    for tr in msg.transforms:
+        q, t = tr.transform.rotation, tr.transform.translation
+        try:
+            R = quaternion_to_matrix(q.x, q.y, q.z, q.w)
+        except ValueError:
+            raise BagFormatError(topic, index, f"transform {tr.header.frame_id}->"
+                                 f"{tr.child_frame_id} has a zero quaternion",
+                                 "unit quaternions") from None
+        T = np.eye(4)
+        T[:3, :3] = R
+        T[:3, 3] = (t.x, t.y, t.z)
+        out.append(TransformData(stamp_to_ns(tr.header.stamp), str(tr.header.frame_id),
+                                 str(tr.child_frame_id), T))
+    return out
+
+
+def make_tf_message(transforms: Iterable[TransformData], ts=None) -> Any:
+    """List of :class:`TransformData` → ``tf2_msgs/TFMessage``."""
+    Ty = _types(ts)
+    items = []
+    for tr in transforms:
+        q = matrix_to_quaternion(tr.T[:3, :3])
+        items.append(Ty["geometry_msgs/msg/TransformStamped"](
+            header=make_header(tr.stamp_ns, tr.parent, ts), child_frame_id=tr.child,
+            transform=Ty["geometry_msgs/msg/Transform"](
+                translation=_vec3(tr.T[:3, 3], ts),
+                rotation=Ty["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]),
+                                                            z=float(q[2]), w=float(q[3])))))
+    return Ty["tf2_msgs/msg/TFMessage"](transforms=items)
+
+
+# ============================================================================ writing
+class BagWriter:
+    """rosbag2 writer (context manager); creates a connection per topic on first write.
+
+    Args:
+        path: bag directory to create (must not exist).
+        storage: ``"mcap"`` or ``"sqlite3"``.
+        store: typestore name for message definitions (see :func:`get_typestore`).
+        latched: topics written with transient-local QoS (``/tf_static`` by default), so a
+            player republishes them to late subscribers.
+    """
+
+    def __init__(self, path: str | Path, storage: str = "mcap", store: str = "ros2_humble",
+                 latched: Sequence[str] = ("/tf_static",)):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        if storage not in STORAGES:
+            raise ConfigError("bag.storage", storage, STORAGES)
+        self.path = Path(path)
+        if self.path.exists():
+            raise DatasetError(f"bag {str(self.path)!r} already exists; not overwriting "
+                               "(choose a new path or delete it)")
+        self.ts = get_typestore(store)
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer = Writer(self.path, version=Writer.VERSION_LATEST, storage_plugin=plugin)
+        self._conns: Dict[Tuple[str, str], Any] = {}
+        self._latched = set(latched)
+        self._open = False
+        self.counts: Dict[str, int] = {}
+
+    def open(self) -> "BagWriter":
+        self._writer.open()
+        self._open = True
+        return self
+
+    def __enter__(self) -> "BagWriter":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def set_metadata(self, key: str, value: str) -> None:
+        """Store a string in the bag's ``custom_data`` (metadata.yaml)."""
+        self._writer.set_custom_data(key, str(value))
+
+    def _qos(self, topic: str):
+        if topic not in self._latched:
+            return ()
+        from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness,
+                                        QosReliability, QosTime)
+        inf = QosTime(2147483647, 4294967295)
+        return [Qos(QosHistory.KEEP_LAST, 1, QosReliability.RELIABLE,
+                    QosDurability.TRANSIENT_LOCAL, inf, inf, QosLiveliness.AUTOMATIC, inf,
+                    False)]
+
+    def write(self, topic: str, msg: Any, timestamp_ns: int, msgtype: Optional[str] = None
+              ) -> None:
+        """Serialise ``msg`` (a typestore dataclass) and write it at ``timestamp_ns``."""
+        if not self._open:
+            raise DatasetError(f"bag {str(self.path)!r} is not open (use 'with BagWriter(...)')")
+        mt = msgtype or getattr(msg, "__msgtype__", None)
+        if not mt:
+            raise ConfigError("bag.msgtype", type(msg).__name__, "a rosbags message or msgtype")
+        key = (topic, mt)
+        conn = self._conns.get(key)
+        if conn is None:
+            if any(t == topic for t, _ in self._conns):
+                raise DatasetError(f"topic {topic!r} already has another type in "
+                                   f"{str(self.path)!r}; one type per topic")
+            conn = self._writer.add_connection(topic, mt, typestore=self.ts,
+                                               offered_qos_profiles=self._qos(topic))
+            self._conns[key] = conn
+        self._writer.write(conn, int(timestamp_ns), self.ts.serialize_cdr(msg, mt))
+        self.counts[topic] = self.counts.get(topic, 0) + 1
+
+    def close(self) -> None:
+        if self._open:
+            self._writer.close()
+            self._open = False
+
+
+# ============================================================================ reading
+class BagReader:
+    """rosbag2 (directory, ``.mcap`` or ``.db3``) or ROS 1 ``.bag`` reader.
+
+    Message definitions stored in the bag are used; bags without them fall back to the
+    Humble typestore. Deserialisation failures are logged and counted in ``n_errors`` and the
+    message is skipped (``errors="skip"``), or raised as :class:`BagFormatError` (``"raise"``).
+    """
+
+    def __init__(self, path: str | Path, errors: str = "skip"):
+        from rosbags.highlevel import AnyReader
+
+        if errors not in ("skip", "raise"):
+            raise ConfigError("bag.errors", errors, ("skip", "raise"))
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DatasetError(f"bag {str(self.path)!r} does not exist")
+        self.errors = errors
+        self.n_errors = 0
+        try:
+            self._reader = AnyReader([self.path], default_typestore=get_typestore())
+        except Exception as exc:  # rosbags raises several unrelated types here
+            raise DatasetError(f"bag {str(self.path)!r} cannot be opened: {exc}") from exc
+        self._is_open = False
+
+    def __enter__(self) -> "BagReader":
+        try:
+            self._reader.open()
+        except Exception as exc:
+            raise DatasetError(f"bag {str(self.path)!r} cannot be opened: {exc}") from exc
+        self._is_open = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._is_open:
+            self._reader.close()
+            self._is_open = False
+
+    @property
+    def topics(self) -> Dict[str, Tuple[str, int]]:
+        """topic → (msgtype, message count)."""
+        return {t: (info.msgtype or "", int(info.msgcount))
+                for t, info in self._reader.topics.items()}
+
+    def messages(self, topics: Optional[Sequence[str]] = None, start_ns: Optional[int] = None,
+                 stop_ns: Optional[int] = None) -> Iterator[Tuple[str, str, int, Any]]:
+        """Yield ``(topic, msgtype, timestamp_ns, msg)`` in time order."""
+        conns = self._reader.connections
+        if topics is not None:
+            wanted = set(topics)
+            conns = [c for c in conns if c.topic in wanted]
+            if not conns:
+                return
+        counters: Dict[str, int] = {}
+        for conn, t, raw in self._reader.messages(connections=conns, start=start_ns,
+                                                  stop=stop_ns):
+            i = counters.get(conn.topic, 0)
+            counters[conn.topic] = i + 1
+            try:
+                msg = self._reader.deserialize(raw, conn.msgtype)
+            except Exception as exc:
+                self.n_errors += 1
+                err = BagFormatError(conn.topic, i, f"cannot deserialise {conn.msgtype}: {exc}")
+                if self.errors == "raise":
+                    raise err from exc
+                log.warning("%s (bag %s); skipped", err, self.path)
+                continue
+            yield conn.topic, conn.msgtype, int(t), msg
+
+
+def read_messages(path: str | Path, topics: Optional[Sequence[str]] = None,
+                  errors: str = "skip") -> Iterator[Tuple[str, str, int, Any]]:
+    """Iterate ``(topic, msgtype, timestamp_ns, msg)`` over a bag in time order.
+
+    Args:
+        path: rosbag2 directory (mcap or sqlite3 inside), a ``.mcap``/``.db3`` file, or a
+            ROS 1 ``.bag``.
+        topics: only these topics (None = all).
+        errors: ``"skip"`` (log and skip undecodable messages) or ``"raise"``.
+    """
+    with BagReader(path, errors=errors) as r:
+        yield from r.messages(topics)
+
+
+def bag_topics(path: str | Path) -> Dict[str, Tuple[str, int]]:
+    """topic → (msgtype, message count) of a bag."""
+    with BagReader(path) as r:
+        return r.topics
+
+
+def bag_custom_data(path: str | Path) -> Dict[str, str]:
+    """The ``custom_data`` strings of a rosbag2 directory's ``metadata.yaml`` ({} if none)."""
+    import yaml
+
+    meta = Path(path) / "metadata.yaml"
+    if not meta.is_file():
+        return {}
+    try:
+        doc = yaml.safe_load(meta.read_text())
+    except yaml.YAMLError as exc:
+        raise DatasetError(f"bag {str(path)!r}: metadata.yaml is not valid YAML: {exc}") from exc
+    info = (doc or {}).get("rosbag2_bagfile_information", {}) or {}
+    return {str(k): str(v) for k, v in (info.get("custom_data") or {}).items()}

@@ -1,0 +1,110 @@
+"""In-memory clip dataset over synthetic drives (torch-free).
+
+Frames are rendered on first use and kept in a bounded LRU cache, so an epoch over the
+dataset renders every frame once and later epochs are free; with DataLoader worker
+processes each worker renders its own share (frames are deterministic, so it does not matter
+which process renders which).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from dasp_core.data.sample import Clip
+from dasp_core.data.synthetic.config import SyntheticConfig, check_domain
+from dasp_core.data.synthetic.render import Frame, SequenceRenderer
+from dasp_core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SyntheticClipDataset:
+    """Clips of ``len(offsets)`` consecutive frames from synthetic drives.
+
+    Args:
+        domain: ``"day"`` or ``"night"``.
+        seeds: one drive per seed. Use disjoint seed sets for day and night (unpaired data).
+        frames_per_sequence: length of each drive in frames.
+        cfg: configuration (default :class:`SyntheticConfig`).
+        offsets: frame offsets of a clip relative to its target (must contain 0).
+        stride: distance between consecutive targets (1 = every frame).
+        max_cached_frames: bound of the frame cache (None = keep everything; a 192x640 frame
+            with depth and masks takes about 0.9 MB).
+
+    Item ``i`` is the clip whose target is the ``i``-th valid target frame, sequences in the
+    order of ``seeds``. Clips carry depth, poses, speed, ``dt`` and the masks of the target.
+    """
+
+    def __init__(self, domain: str, seeds: Sequence[int], frames_per_sequence: int,
+                 cfg: Optional[SyntheticConfig] = None, offsets: Sequence[int] = (-1, 0, 1),
+                 stride: int = 1, max_cached_frames: Optional[int] = None):
+        self.domain = check_domain(domain)
+        self.seeds = [int(s) for s in seeds]
+        if not self.seeds:
+            raise ConfigError("synthetic.seeds", list(seeds), "a non-empty list of integers")
+        self.cfg = cfg if cfg is not None else SyntheticConfig()
+        self.offsets = tuple(int(o) for o in offsets)
+        if 0 not in self.offsets:
+            raise ConfigError("synthetic.offsets", self.offsets, "offsets containing 0")
+        span = max(self.offsets) - min(self.offsets)
+        if frames_per_sequence <= span:
+            raise ConfigError("synthetic.frames_per_sequence", frames_per_sequence,
+                              f"an integer > {span} (the clip span)")
+        if stride < 1:
+            raise ConfigError("synthetic.stride", stride, "an integer >= 1")
+        self.frames_per_sequence = int(frames_per_sequence)
+        first = -min(self.offsets)
+        last = self.frames_per_sequence - 1 - max(self.offsets)
+        self.targets = list(range(first, last + 1, stride))
+        self.max_cached_frames = max_cached_frames
+        self._renderers: Dict[int, SequenceRenderer] = {}
+        self._cache: "OrderedDict[Tuple[int, int], Frame]" = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.seeds) * len(self.targets)
+
+    def locate(self, index: int) -> Tuple[int, int]:
+        """``(sequence number, target frame)`` of item ``index``."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"SyntheticClipDataset index {index} out of range [0, {len(self)})")
+        index %= len(self)
+        return index // len(self.targets), self.targets[index % len(self.targets)]
+
+    def renderer(self, seq: int) -> SequenceRenderer:
+        """The (lazily created) renderer of sequence number ``seq``."""
+        r = self._renderers.get(seq)
+        if r is None:
+            r = SequenceRenderer(self.seeds[seq], self.domain, self.frames_per_sequence, self.cfg)
+            self._renderers[seq] = r
+        return r
+
+    def frame(self, seq: int, index: int) -> Frame:
+        """Rendered frame ``index`` of sequence number ``seq`` (cached)."""
+        key = (seq, index)
+        f = self._cache.get(key)
+        if f is not None:
+            self._cache.move_to_end(key)
+            return f
+        f = self.renderer(seq).render(index)
+        f.timings = {}
+        self._cache[key] = f
+        if self.max_cached_frames is not None:
+            while len(self._cache) > self.max_cached_frames:
+                self._cache.popitem(last=False)
+        return f
+
+    def __getitem__(self, index: int) -> Clip:
+        seq, target = self.locate(int(index))
+        frames: List[Frame] = [self.frame(seq, target + o) for o in self.offsets]
+        tgt = frames[self.offsets.index(0)]
+        r = self.renderer(seq)
+        return Clip(frames=np.stack([f.image for f in frames]), K=r.K, domain=self.domain,
+                    offsets=self.offsets, depth=tgt.depth,
+                    poses=np.stack([f.pose for f in frames]), speed=float(tgt.speed),
+                    dt=1.0 / self.cfg.fps, masks=dict(tgt.masks),
+                    source=f"synthetic:{self.domain}_seed{self.seeds[seq]:06d}/{target:06d}",
+                    meta={"seed": self.seeds[seq], "frame": target})

@@ -1,0 +1,22 @@
+"""Evaluation: depth metrics under named protocols, the evaluation loop, reports.
+
+* :mod:`dasp_core.eval.metrics`: ``compute_depth_metrics``, ``PROTOCOLS``,
+  ``MetricAccumulator`` (numpy only).
+* :mod:`dasp_core.eval.evaluate`: ``evaluate(estimator, dataset, protocol, ...) -> EvalResult``
+  and the synthetic test seeds reserved for evaluation (``SYNTHETIC_TEST_SEEDS``).
+* :mod:`dasp_core.eval.report`: JSON, Markdown tables, plots, sample strips.
+* :mod:`dasp_core.eval.cli`: the ``dasp eval`` command.
+
+Nothing here imports torch; the estimator passed in decides the backend.
+"""
+
+from dasp_core.eval.evaluate import (SYNTHETIC_TEST_SEEDS, SYNTHETIC_TRAIN_SEED_LIMIT,
+                                     EvalResult, ScoreSet, evaluate, is_test_seed)
+from dasp_core.eval.metrics import (METRIC_NAMES, PROTOCOLS, EvalProtocol, MetricAccumulator,
+                                    compute_depth_metrics, get_protocol)
+
+__all__ = [
+    "METRIC_NAMES", "PROTOCOLS", "EvalProtocol", "MetricAccumulator", "compute_depth_metrics",
+    "get_protocol", "EvalResult", "ScoreSet", "evaluate", "SYNTHETIC_TEST_SEEDS",
+    "SYNTHETIC_TRAIN_SEED_LIMIT", "is_test_seed",
+]

@@ -1,0 +1,161 @@
+"""3D consistency projection loss.
+
+Paper: target and source frames are projected into one shared 3D space and their 3D
+discrepancy is penalised. The paper's equations are not available to us; this module is our
+reading (ours, see ``/work/shared/DASP.md``):
+
+* lift the target pixels with ``D_t``, move them into the source camera with ``T_s_t``
+  (the paper's T_t→s) and project them;
+* sample the source's own 3D points (``D_s`` back-projected) at those pixels and compare the
+  two point sets in source-camera space;
+* do the same from source to target with ``T_t_s = T_s_t^-1`` and average both directions.
+
+Units: depths in metres, ``K`` in pixels, poses as ``[B, 4, 4]`` rigid transforms.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from dasp_core.errors import check_range
+from dasp_core.geometry import (backproject, invert_pose, pixels_to_grid, project,
+                                transform_points)
+
+__all__ = ["DEFAULT_OCCLUSION_TOLERANCE", "consistency_3d_error", "consistency_3d_loss"]
+
+#: Relative depth margin of the occlusion test (ours). A projected point counts as occluded
+#: when it lies more than 20 % behind the surface the other camera sees at that pixel. 20 % is
+#: above the frame-to-frame disagreement of a depth network in training (a few to ~15 %
+#: AbsRel between neighbouring frames) and the error of bilinearly sampling slanted surfaces
+#: (a grazing road changes depth by several % per pixel far away), so genuine surfaces are not
+#: thrown away; it is below the relative depth jump at typical occlusion boundaries in driving
+#: scenes (a car or pole in front of buildings or sky: 50 % to several times), so occluded
+#: points are not compared with their occluder.
+DEFAULT_OCCLUSION_TOLERANCE = 0.2
+
+
+def _check_inputs(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: torch.Tensor,
+                  K: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    if depth_t.dim() != 4 or depth_t.shape[1] != 1:
+        raise ValueError(f"depth_t must be [B, 1, H, W] metres, got {tuple(depth_t.shape)}")
+    if depth_s.shape != depth_t.shape:
+        raise ValueError(f"depth_s {tuple(depth_s.shape)} must match depth_t "
+                         f"{tuple(depth_t.shape)}")
+    B = depth_t.shape[0]
+    if K.shape == (3, 3):
+        K = K.expand(B, 3, 3)
+    if K.shape != (B, 3, 3):
+        raise ValueError(f"K must be [B, 3, 3] (or [3, 3]) pixel intrinsics, got {tuple(K.shape)}")
+    if T_s_t.shape == (4, 4):
+        T_s_t = T_s_t.expand(B, 4, 4)
+    if T_s_t.shape != (B, 4, 4):
+        raise ValueError(f"T_s_t must be [B, 4, 4], got {tuple(T_s_t.shape)}")
+    return K.to(depth_t.dtype), T_s_t.to(depth_t.dtype)
+
+
+def _check_mask(name: str, mask: Optional[torch.Tensor], like: torch.Tensor
+                ) -> Optional[torch.Tensor]:
+    if mask is None:
+        return None
+    if mask.shape != like.shape:
+        raise ValueError(f"{name} must be [B, 1, H, W] = {tuple(like.shape)}, "
+                         f"got {tuple(mask.shape)}")
+    return mask.to(torch.bool)
+
+
+def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: torch.Tensor,
+                         K: torch.Tensor, valid_a: Optional[torch.Tensor] = None,
+                         valid_b: Optional[torch.Tensor] = None,
+                         occlusion_tolerance: Optional[float] = DEFAULT_OCCLUSION_TOLERANCE,
+                         min_depth: float = 1e-3
+                         ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One direction of the 3D consistency error: frame a's points against frame b's.
+
+    Every pixel of a is lifted with ``depth_a``, moved into camera b (``X_b = T_b_a X_a``)
+    and projected; b's own back-projected points are sampled there (bilinear,
+    ``align_corners=False``) and compared in b's camera frame with a depth-normalised L1
+    ``|P_ab − P_b|_1 / (z_ab + z_b)`` (ours) so near and far points weigh alike. The
+    normaliser is detached: it is a per-pixel weight, so the loss cannot be lowered by
+    pushing depths away.
+
+    Args:
+        depth_a, depth_b: ``[B, 1, H, W]`` z-depths in metres of views a and b.
+        T_b_a: ``[B, 4, 4]`` a-camera → b-camera transform (metres).
+        K: ``[B, 3, 3]`` pixel intrinsics of both views at H x W.
+        valid_a, valid_b: optional ``[B, 1, H, W]`` bool masks of usable pixels (e.g. not
+            sky, not a moving object) in a and b; b's is sampled at the projected pixels.
+        occlusion_tolerance: relative margin of the occlusion test (``None`` disables it).
+        min_depth: metres; points closer than this (or behind) a camera are dropped.
+    Returns:
+        ``(error [B, 1, H, W] unitless, mask [B, 1, H, W] bool)`` — mask marks pixels of a
+        that land inside image b, in front of camera b, are not occluded in b and are valid.
+    """
+    K, T_b_a = _check_inputs(depth_a, depth_b, T_b_a, K)
+    valid_a = _check_mask("valid_a", valid_a, depth_a)
+    valid_b = _check_mask("valid_b", valid_b, depth_b)
+    if occlusion_tolerance is not None:
+        check_range("occlusion_tolerance", occlusion_tolerance, 0.0, None)
+    H, W = depth_a.shape[-2:]
+
+    pts_ab = transform_points(T_b_a, backproject(depth_a, K))
+    pix, z_ab = project(pts_ab, K)
+    grid = pixels_to_grid(pix, H, W)
+    pts_b = F.grid_sample(backproject(depth_b, K), grid, mode="bilinear",
+                          padding_mode="border", align_corners=False)
+    z_b = pts_b[:, 2:3]
+
+    with torch.no_grad():
+        inside = ((pix[:, 0] >= -0.5) & (pix[:, 0] <= W - 0.5) &
+                  (pix[:, 1] >= -0.5) & (pix[:, 1] <= H - 0.5)).unsqueeze(1)
+        mask = inside & (z_ab > min_depth) & (z_b > min_depth) & (depth_a > min_depth)
+        if occlusion_tolerance is not None:
+            mask &= z_ab <= z_b * (1.0 + occlusion_tolerance)
+        if valid_a is not None:
+            mask &= valid_a
+        if valid_b is not None:
+            # nearest sampling: a pixel next to an invalid region is not half-valid
+            sampled = F.grid_sample(valid_b.to(depth_b.dtype), grid, mode="nearest",
+                                    padding_mode="zeros", align_corners=False)
+            mask &= sampled > 0.5
+        norm = (z_ab + z_b).clamp(min=2.0 * min_depth)
+
+    error = (pts_ab - pts_b).abs().sum(dim=1, keepdim=True) / norm
+    error = torch.where(mask, error, torch.zeros_like(error))
+    return error, mask
+
+
+def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: torch.Tensor,
+                        K: torch.Tensor, valid_t: Optional[torch.Tensor] = None, *,
+                        valid_s: Optional[torch.Tensor] = None,
+                        occlusion_tolerance: Optional[float] = DEFAULT_OCCLUSION_TOLERANCE,
+                        min_depth: float = 1e-3) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Bidirectional 3D consistency projection loss (paper: the loss; ours: its form).
+
+    Target→source (with ``T_s_t``) and source→target (with ``T_t_s = T_s_t^-1``) errors of
+    :func:`consistency_3d_error`, averaged over the valid pixels of both directions together
+    (ours: pooling keeps the loss monotone when one direction loses its pixels to the
+    occlusion test). Gradients reach both depths and the pose.
+
+    Args:
+        depth_t: ``[B, 1, H, W]`` target depth D_t in metres.
+        depth_s: ``[B, 1, H, W]`` source depth D_s in metres.
+        T_s_t: ``[B, 4, 4]`` target-camera → source-camera transform (paper: T_t→s).
+        K: ``[B, 3, 3]`` pixel intrinsics at H x W (shared by both frames).
+        valid_t, valid_s: optional ``[B, 1, H, W]`` bool masks of usable pixels.
+        occlusion_tolerance: see :data:`DEFAULT_OCCLUSION_TOLERANCE`; ``None`` disables.
+        min_depth: metres, points nearer than this to a camera are dropped.
+    Returns:
+        ``(loss, mask)``: scalar mean depth-normalised L1 (0 if no pixel is valid) and the
+        ``[B, 1, H, W]`` bool mask of the target→source direction.
+    """
+    K, T_s_t = _check_inputs(depth_t, depth_s, T_s_t, K)
+    err_ts, mask_ts = consistency_3d_error(depth_t, depth_s, T_s_t, K, valid_t, valid_s,
+                                           occlusion_tolerance, min_depth)
+    err_st, mask_st = consistency_3d_error(depth_s, depth_t, invert_pose(T_s_t), K, valid_s,
+                                           valid_t, occlusion_tolerance, min_depth)
+    count = (mask_ts.sum() + mask_st.sum()).clamp(min=1).to(err_ts.dtype)
+    loss = (err_ts.sum() + err_st.sum()) / count
+    return loss, mask_ts

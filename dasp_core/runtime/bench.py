@@ -1,0 +1,532 @@
+"""``dasp bench``: latency of the inference backends side by side, plus the memory of an
+onnxruntime-only process.
+
+For every backend (torch eager, onnxruntime, TensorRT when present) × input size × thread
+count it measures, after warm-up:
+
+* **net**: ``infer_disparity`` on a preprocessed frame (the network alone);
+* **e2e**: ``predict`` on a camera-sized RGB frame (resize + network + depth + resize back),
+  what a ROS node pays per frame;
+
+and reports p50/p90/p99 latency (ms), frames/s (1000 / mean ms), onnxruntime's ratio to eager
+torch, the machine (CPU model, cores, memory, library versions, GPU), the command line, and
+the resident memory (RSS) of a separate process that imports only the onnxruntime path
+(asserting that torch is absent). Goals checked: onnxruntime ≤ 0.6× eager torch latency at
+192x640 on 2 threads; onnxruntime-only process ≤ 600 MB RSS.
+
+``--quick`` is a smoke test (a few iterations, one small size). The full benchmark should run
+on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from dasp_core import __version__
+from dasp_core.errors import ConfigError, DaspError
+
+HELP = "latency benchmark of the inference backends"
+log = logging.getLogger("dasp.bench")
+
+GOAL_SIZE = (192, 640)
+GOAL_THREADS = 2
+GOAL_ORT_RATIO = 0.6
+GOAL_RSS_MB = 600.0
+BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="dasp checkpoint (.pt) or .onnx; default: the shipped model, "
+                                   "else a random-weights network of --encoder (latency only)")
+    p.add_argument("--encoder", default="resnet18",
+                   help="encoder of the random-weights network when no model is given")
+    p.add_argument("--backends", default=None,
+                   help="comma list of torch, onnxruntime, tensorrt (default: all; unavailable "
+                        "ones are reported as skipped; --quick: torch,onnxruntime)")
+    p.add_argument("--size", action="append", metavar="HxW",
+                   help="network input size (repeatable); default 192x640 (--quick: 64x192)")
+    p.add_argument("--threads", type=int, nargs="+", default=None,
+                   help="CPU thread counts for torch/onnxruntime (default 1 2 4; --quick: 1)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="timed iterations per configuration (default 100; --quick: 5)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed iterations first (default 10; --quick: 1)")
+    p.add_argument("--image-size", default=None, metavar="HxW",
+                   help="camera frame size for the end-to-end predict() timing (default "
+                        "720x1280; --quick: 128x384)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="TensorRT precision (int8 needs --calib-dir)")
+    p.add_argument("--calib-dir", help="calibration images for a TensorRT int8 engine")
+    p.add_argument("--device", default="cpu", choices=("cpu", "auto"),
+                   help="device for torch/onnxruntime (TensorRT always uses the GPU)")
+    p.add_argument("--rss-frames", type=int, default=50,
+                   help="frames the onnxruntime-only process runs before its RSS is read")
+    p.add_argument("--no-rss", action="store_true", help="skip the onnxruntime-only process")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 64x192, 1 thread, 5 iterations, torch+onnxruntime")
+    p.add_argument("--out", help="report base path: writes OUT.md and OUT.json")
+
+
+# --------------------------------------------------------------------------- measurement
+
+def latency_stats(times_ms: Sequence[float]) -> Dict[str, float]:
+    """p50/p90/p99/mean/min (ms) and fps (1000 / mean) of a list of latencies in ms."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    if t.size == 0:
+        raise ValueError("no timings")
+    mean = float(t.mean())
+    return {"p50_ms": float(np.percentile(t, 50)), "p90_ms": float(np.percentile(t, 90)),
+            "p99_ms": float(np.percentile(t, 99)), "mean_ms": mean, "min_ms": float(t.min()),
+            "fps": 1000.0 / mean if mean > 0 else float("inf"), "n": int(t.size)}
+
+
+def time_call(fn: Callable[[], Any], iters: int, warmup: int) -> Dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return latency_stats(times)
+
+
+def _proc_status_mb(key: str) -> Optional[float]:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) / 1024.0  # kB → MiB
+    except OSError:
+        pass
+    return None
+
+
+def rss_mb() -> Dict[str, Optional[float]]:
+    """Current and peak resident memory of this process in MiB (Linux /proc; peak falls back to
+    getrusage elsewhere)."""
+    peak = _proc_status_mb("VmHWM")
+    if peak is None:
+        try:
+            import resource
+
+            ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            peak = ru / (1024.0 * 1024.0) if sys.platform == "darwin" else ru / 1024.0
+        except ImportError:  # pragma: no cover - Windows
+            peak = None
+    return {"rss_mb": _proc_status_mb("VmRSS"), "peak_rss_mb": peak}
+
+
+_ORT_ONLY_SCRIPT = r"""
+import json, sys
+import numpy as np
+from dasp_core.runtime.onnx_backend import OnnxEstimator
+from dasp_core.runtime.bench import rss_mb
+path, threads, frames, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+before = rss_mb()
+est = OnnxEstimator(path, device="cpu", threads=threads or None)
+img = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
+for _ in range(frames):
+    depth = est.predict(img)
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "tensorrt"))
+print(json.dumps({"startup": before, **rss_mb(), "heavy_modules": heavy,
+                  "torch_loaded": "torch" in sys.modules, "depth_shape": list(depth.shape),
+                  "depth_finite": bool(np.isfinite(depth).all())}))
+"""
+
+
+def ort_only_process(onnx_path: str | os.PathLike, threads: int = 2, frames: int = 20,
+                     image_size: Tuple[int, int] = (720, 1280), timeout: float = 300.0
+                     ) -> Dict[str, Any]:
+    """Run an onnxruntime-only predictor in a fresh interpreter; return its RSS (MiB), the heavy
+    modules it loaded (torch must not be among them) and a sanity check of its output."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [sys.executable, "-c", _ORT_ONLY_SCRIPT, str(onnx_path), str(threads), str(frames),
+           str(image_size[0]), str(image_size[1])]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if res.returncode != 0:
+        raise RuntimeError(f"onnxruntime-only process failed ({res.returncode}): "
+                           f"{res.stderr.strip()[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- machine
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(module: str) -> Optional[str]:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+    except ImportError:  # pragma: no cover
+        return None
+    dist = {"cv2": "opencv-python-headless"}.get(module, module)
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        mod = sys.modules.get(module)
+        return getattr(mod, "__version__", None) if mod else None
+
+
+def machine_info() -> Dict[str, Any]:
+    """CPU model, core counts, memory, OS, Python and library versions, GPU (if any)."""
+    info: Dict[str, Any] = {"cpu": _cpu_model(), "logical_cores": os.cpu_count(),
+                            "platform": platform.platform(), "python": platform.python_version(),
+                            "dasp": __version__}
+    try:
+        info["usable_cores"] = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS
+        info["usable_cores"] = os.cpu_count()
+    try:
+        pages, page = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        info["memory_gb"] = round(pages * page / 1e9, 1)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        pass
+    for mod in ("numpy", "cv2", "onnxruntime", "onnx", "torch", "torchvision", "tensorrt"):
+        info[f"{mod}_version"] = _version(mod)
+    info["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
+    from dasp_core.runtime.factory import _importable
+
+    if _importable("tensorrt"):
+        from dasp_core.runtime.tensorrt_backend import CudaError, CudaRuntime
+
+        try:
+            cuda = CudaRuntime.get()
+            if cuda.device_count():
+                info["gpu"] = cuda.device_name(0)
+                info["gpu_compute_capability"] = cuda.compute_capability(0)
+                info["cuda_runtime"] = cuda.runtime_version()
+        except CudaError as e:
+            info["gpu"] = f"none ({e})"
+    return info
+
+
+# --------------------------------------------------------------------------- the run
+
+def _parse_hw(text: str, key: str) -> Tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(key, text, "HEIGHTxWIDTH, e.g. 720x1280") from None
+    if h < 1 or w < 1:
+        raise ConfigError(key, text, "positive HEIGHTxWIDTH")
+    return h, w
+
+
+def _default_model() -> Optional[Path]:
+    try:
+        from dasp_core.assets import default_model_path  # provided by the lead
+
+        path = Path(default_model_path())
+        return path if path.is_file() else None
+    except (ImportError, AttributeError, OSError, DaspError):
+        return None
+
+
+def _random_checkpoint(encoder: str, size: Tuple[int, int], workdir: Path) -> Path:
+    import torch
+
+    from dasp_core.checkpoint import save_checkpoint
+    from dasp_core.models.depth_net import DepthNet, DepthNetConfig
+    from dasp_core.runtime.base import ModelInfo
+
+    torch.manual_seed(0)
+    net = DepthNet(DepthNetConfig(encoder=encoder)).eval()
+    info = ModelInfo(input_height=size[0], input_width=size[1], name=f"random-{encoder}")
+    return save_checkpoint(workdir / f"random_{encoder}.pt", net, info)
+
+
+def _available(name: str) -> Optional[str]:
+    """None when the backend can run here, else why not."""
+    from dasp_core.runtime.factory import _importable
+
+    if name == "torch":
+        return None if _importable("torch") else "torch not installed"
+    if name == "onnxruntime":
+        return None if _importable("onnxruntime") else "onnxruntime not installed"
+    if not _importable("tensorrt"):
+        return "tensorrt not installed"
+    from dasp_core.runtime.tensorrt_backend import cuda_device_count
+
+    return None if cuda_device_count() > 0 else "no CUDA device"
+
+
+def run_benchmark(model: Optional[str], backends: Sequence[str], sizes: Sequence[Tuple[int, int]],
+                  threads: Sequence[int], iters: int, warmup: int,
+                  image_size: Tuple[int, int], precision: str = "fp32", device: str = "cpu",
+                  calib_dir: Optional[str] = None, encoder: str = "resnet18",
+                  rss: bool = True, rss_frames: int = 50,
+                  command: Optional[str] = None) -> Dict[str, Any]:
+    """Measure every configuration; returns the report dict (see :func:`render_markdown`)."""
+    from tqdm import tqdm
+
+    command = command or shlex.join([Path(sys.argv[0]).name] + sys.argv[1:])
+    report: Dict[str, Any] = {"command": command,
+                              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                              "machine": machine_info(), "settings": {
+                                  "iters": iters, "warmup": warmup, "image_size": list(image_size),
+                                  "precision": precision, "device": device},
+                              "rows": [], "skipped": [], "notes": []}
+    frame = (np.random.default_rng(0).random(image_size + (3,)) * 255).astype(np.uint8)
+    with tempfile.TemporaryDirectory(prefix="dasp_bench_") as tmp:
+        work = Path(tmp)
+        ckpt: Optional[Path] = None
+        onnx_fixed: Optional[Path] = None
+        if model and model.endswith(".onnx"):
+            onnx_fixed = Path(model)
+        elif model:
+            ckpt = Path(model)
+        else:
+            ckpt = _default_model()
+            if ckpt is None:
+                ckpt = _random_checkpoint(encoder, sizes[0], work)
+                report["notes"].append(f"no model given and no shipped model: random-weights "
+                                       f"{encoder} (latency is weight-independent)")
+        report["model"] = str(model or ckpt)
+        if onnx_fixed is not None:
+            from dasp_core.runtime.onnx_backend import read_onnx_model_info
+
+            info = read_onnx_model_info(onnx_fixed)
+            sizes = [(info.input_height, info.input_width)]
+            report["notes"].append("ONNX model: its fixed input size only; no torch row")
+
+        onnx_files: Dict[Tuple[int, int], Path] = {}
+
+        def onnx_for(size: Tuple[int, int]) -> Path:
+            if onnx_fixed is not None:
+                return onnx_fixed
+            if size not in onnx_files:
+                from dasp_core.checkpoint import load_depth_model
+                from dasp_core.export.onnx import export_depth_net
+
+                net, info, _ = load_depth_model(ckpt, "cpu")
+                onnx_files[size] = export_depth_net(net, info, work / f"bench_{size[0]}x{size[1]}"
+                                                    ".onnx", size)
+            return onnx_files[size]
+
+        configs: List[Tuple[str, Tuple[int, int], Optional[int]]] = []
+        for b in backends:
+            why = _available(b)
+            if b == "torch" and ckpt is None:
+                why = "needs a .pt checkpoint"
+            if why:
+                report["skipped"].append({"backend": b, "reason": why})
+                continue
+            for size in sizes:
+                for t in ([None] if b == "tensorrt" else threads):
+                    configs.append((b, size, t))
+
+        for b, size, t in tqdm(configs, desc="bench", unit="config"):
+            try:
+                est = _make(b, ckpt, onnx_for, size, t, precision, device, calib_dir)
+            except Exception as e:
+                log.warning("%s %dx%d threads=%s: cannot start: %s", b, *size, t, e)
+                report["skipped"].append({"backend": b, "size": list(size), "threads": t,
+                                          "reason": f"{type(e).__name__}: {e}"})
+                continue
+            row = {"backend": b, "size": list(size), "threads": t,
+                   **_measure(est, frame, size, iters, warmup)}
+            report["rows"].append(row)
+            log.info("%s %dx%d threads=%s: net p50 %.2f ms, e2e p50 %.2f ms", b, *size, t,
+                     row["net"]["p50_ms"], row["e2e"]["p50_ms"])
+            if hasattr(est, "close"):
+                est.close()
+        _ratios(report["rows"])
+        if rss and _available("onnxruntime") is None:
+            size = GOAL_SIZE if GOAL_SIZE in sizes else sizes[0]
+            try:
+                r = ort_only_process(onnx_for(size), GOAL_THREADS, rss_frames, image_size)
+                report["ort_only_process"] = {"size": list(size), "threads": GOAL_THREADS,
+                                              "frames": rss_frames, **r}
+            except Exception as e:
+                report["skipped"].append({"backend": "ort-only process", "reason": str(e)})
+    report["goals"] = _goals(report)
+    return report
+
+
+def _measure(est: Any, frame: np.ndarray, size: Tuple[int, int], iters: int, warmup: int
+             ) -> Dict[str, Any]:
+    """Network-only and end-to-end timings of one estimator."""
+    from dasp_core.runtime.preprocess import preprocess
+
+    x = preprocess(frame, size)
+    net = time_call(lambda: est.infer_disparity(x), iters, warmup)
+    e2e = time_call(lambda: est.predict(frame), max(1, iters // 2), max(1, warmup // 2))
+    return {"precision": getattr(est, "precision", "fp32"),
+            "where": str(getattr(est, "runs_on", est.backend)),
+            "net": net, "e2e": e2e}
+
+
+def _make(b: str, ckpt: Optional[Path], onnx_for: Callable[[Tuple[int, int]], Path],
+          size: Tuple[int, int], threads: Optional[int], precision: str, device: str,
+          calib_dir: Optional[str]) -> Any:
+    if b == "torch":
+        from dasp_core.runtime.torch_backend import TorchEstimator
+
+        torch_precision = "fp16" if precision == "fp16" and device != "cpu" else "fp32"
+        return TorchEstimator(ckpt, device, torch_precision, threads, size)
+    if b == "onnxruntime":
+        from dasp_core.runtime.onnx_backend import OnnxEstimator
+
+        return OnnxEstimator(onnx_for(size), device, threads, size)
+    from dasp_core.runtime.tensorrt_backend import TensorRTEstimator
+
+    return TensorRTEstimator(onnx_for(size), 0, precision, size, calib_dir=calib_dir)
+
+
+def _ratios(rows: List[Dict[str, Any]]) -> None:
+    torch_p50 = {(tuple(r["size"]), r["threads"]): r["net"]["p50_ms"]
+                 for r in rows if r["backend"] == "torch"}
+    for r in rows:
+        ref = torch_p50.get((tuple(r["size"]), r["threads"]))
+        if r["backend"] != "torch" and ref:
+            r["vs_torch"] = r["net"]["p50_ms"] / ref
+
+
+def _goals(report: Dict[str, Any]) -> List[Dict[str, Any]]:
+    goals = []
+    row = next((r for r in report["rows"] if r["backend"] == "onnxruntime"
+                and tuple(r["size"]) == GOAL_SIZE and r["threads"] == GOAL_THREADS
+                and "vs_torch" in r), None)
+    goals.append({"goal": f"onnxruntime ≤ {GOAL_ORT_RATIO}× eager torch latency at "
+                          f"{GOAL_SIZE[0]}x{GOAL_SIZE[1]}, {GOAL_THREADS} threads",
+                  "measured": None if row is None else round(row["vs_torch"], 3),
+                  "met": None if row is None else row["vs_torch"] <= GOAL_ORT_RATIO})
+    proc = report.get("ort_only_process")
+    peak = proc.get("peak_rss_mb") if proc else None
+    goals.append({"goal": f"onnxruntime-only process ≤ {GOAL_RSS_MB:.0f} MB RSS (peak), no torch",
+                  "measured": None if peak is None else round(peak, 1),
+                  "met": None if peak is None else (peak <= GOAL_RSS_MB
+                                                    and not proc.get("torch_loaded"))})
+    return goals
+
+
+def render_markdown(report: Dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = ["# dasp inference benchmark", "",
+             f"- command: `{report['command']}`", f"- date: {report['date']}",
+             f"- model: `{report.get('model')}`",
+             f"- machine: {m.get('cpu')}, {m.get('usable_cores')} usable / "
+             f"{m.get('logical_cores')} logical cores, {m.get('memory_gb')} GB, {m.get('platform')}",
+             f"- GPU: {m.get('gpu', 'none')}",
+             "- versions: " + ", ".join(f"{k[:-8]} {v}" for k, v in m.items()
+                                        if k.endswith("_version") and v),
+             f"- settings: {report['settings']}", ""]
+    for note in report.get("notes", []):
+        lines.append(f"- note: {note}")
+    lines += ["", "| backend | input | threads | precision | runs on | net p50 ms | net p99 ms |"
+                  " net fps | e2e p50 ms | e2e p99 ms | e2e fps | net vs torch |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        n, e = r["net"], r["e2e"]
+        ratio = f"{r['vs_torch']:.2f}×" if "vs_torch" in r else "—"
+        lines.append(f"| {r['backend']} | {r['size'][0]}x{r['size'][1]} | {r['threads'] or '—'} | "
+                     f"{r['precision']} | {r['where']} | {n['p50_ms']:.2f} | {n['p99_ms']:.2f} | "
+                     f"{n['fps']:.1f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['fps']:.1f} | "
+                     f"{ratio} |")
+    proc = report.get("ort_only_process")
+    if proc:
+        lines += ["", f"onnxruntime-only process ({proc['size'][0]}x{proc['size'][1]}, "
+                      f"{proc['threads']} threads, {proc['frames']} frames): RSS "
+                      f"{proc.get('rss_mb') or 0:.0f} MB, peak {proc.get('peak_rss_mb') or 0:.0f} MB, "
+                      f"startup {((proc.get('startup') or {}).get('rss_mb') or 0):.0f} MB; "
+                      f"torch loaded: {proc.get('torch_loaded')}; heavy modules: "
+                      f"{proc.get('heavy_modules') or 'none'}"]
+    lines += ["", "| goal | measured | met |", "|---|---|---|"]
+    for g in report["goals"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
+        lines.append(f"| {g['goal']} | {g['measured'] if g['measured'] is not None else '—'} | "
+                     f"{met} |")
+    if report.get("skipped"):
+        lines += ["", "Skipped:"] + [f"- {s['backend']}: {s['reason']}" for s in report["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except (DaspError, ImportError) as e:
+        log.error("%s", e)
+        return 2
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The full, reproducible ``dasp bench`` command (every option, defaults resolved)."""
+    parts = ["dasp", "bench"]
+    for key, value in vars(args).items():
+        if value is None or value is False or key == "command":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list) and key == "size":
+            for v in value:
+                parts += [flag, str(v)]
+        elif isinstance(value, list):
+            parts += [flag] + [str(v) for v in value]
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dasp_core.export.onnx import parse_size
+
+    q = args.quick
+    args.backends = args.backends or ("torch,onnxruntime" if q else ",".join(BACKEND_NAMES))
+    args.size = args.size or (["64x192"] if q else [f"{GOAL_SIZE[0]}x{GOAL_SIZE[1]}"])
+    args.threads = args.threads or ([1] if q else [1, 2, 4])
+    args.iters = args.iters if args.iters is not None else (5 if q else 100)
+    args.warmup = args.warmup if args.warmup is not None else (1 if q else 10)
+    args.image_size = args.image_size or ("128x384" if q else "720x1280")
+    if q and args.rss_frames == 50:
+        args.rss_frames = 5
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    for b in backends:
+        if b not in BACKEND_NAMES:
+            raise ConfigError("--backends", b, BACKEND_NAMES)
+    sizes = [parse_size(s) for s in args.size]
+    threads, iters, warmup = list(args.threads), args.iters, args.warmup
+    image_size = _parse_hw(args.image_size, "--image-size")
+    if any(t < 1 for t in threads):
+        raise ConfigError("--threads", threads, "integers >= 1")
+    if iters < 1 or warmup < 0:
+        raise ConfigError("--iters/--warmup", (iters, warmup), "iters >= 1, warmup >= 0")
+    command = _command_line(args)
+    report = run_benchmark(args.model, backends, sizes, threads, iters, warmup, image_size,
+                           args.precision, args.device, args.calib_dir, args.encoder,
+                           rss=not args.no_rss, rss_frames=args.rss_frames, command=command)
+    text = render_markdown(report)
+    print(text)
+    if args.out:
+        base = Path(args.out)
+        if base.suffix in (".md", ".json"):
+            base = base.with_suffix("")
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base.with_suffix(".md").write_text(text)
+        base.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
+        log.info("wrote %s and %s", base.with_suffix(".md"), base.with_suffix(".json"))
+    return 0

@@ -1,0 +1,278 @@
+"""``create_estimator``: one call from a model file to a ready :class:`DepthEstimator`.
+
+``backend="auto"`` tries, in order (ours):
+
+1. **tensorrt** — when ``tensorrt`` is importable and a CUDA device is visible (and
+   ``device`` is not ``cpu``); ``.onnx`` models are built into the engine cache once,
+   ``.pt`` checkpoints are first exported to ONNX (needs torch).
+2. **onnxruntime** — for ``.onnx`` models, or for ``.pt`` checkpoints exported to ONNX into
+   ``~/.cache/dasp/onnx`` when torch is present (faster than eager torch on CPU).
+3. **torch** — ``.pt`` checkpoints, when torch is installed.
+
+Every decision is logged with its reason; if a chosen backend fails to start (e.g. a TensorRT
+build error), the next candidate is tried and the failure is logged. Model files are checked
+before anything is chosen: a missing or unknown file raises :class:`ModelFileError`.
+
+Nothing here imports torch unless the torch backend or a checkpoint export is used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+from dasp_core import __version__
+from dasp_core.errors import ConfigError, ModelFileError, check_choice, check_range
+from dasp_core.runtime.base import DepthEstimator
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+PRECISIONS = ("fp32", "fp16", "int8")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+ONNX_SUFFIXES = (".onnx",)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+@dataclass(frozen=True)
+class Availability:
+    """What this process could run (probed without importing torch or tensorrt)."""
+
+    tensorrt: bool
+    cuda_devices: int
+    onnxruntime: bool
+    torch: bool
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def probe_availability() -> Availability:
+    """Importability of tensorrt/onnxruntime/torch and the CUDA device count (via libcudart,
+    not torch)."""
+    trt = _importable("tensorrt")
+    cuda = 0
+    if trt:  # counting devices loads libcudart: only worth it when TensorRT could use them
+        from dasp_core.runtime.tensorrt_backend import cuda_device_count
+
+        cuda = cuda_device_count()
+    return Availability(tensorrt=trt, cuda_devices=cuda, onnxruntime=_importable("onnxruntime"),
+                        torch=_importable("torch"))
+
+
+def model_kind(path: str | os.PathLike) -> str:
+    """``checkpoint`` | ``onnx`` | ``engine`` from the file suffix; ModelFileError otherwise
+    (and when the file does not exist)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    allowed = ", ".join(CHECKPOINT_SUFFIXES + ONNX_SUFFIXES + ENGINE_SUFFIXES)
+    if not p.is_file():
+        raise ModelFileError(str(p), "not found", f"a model file ({allowed})")
+    if suffix in CHECKPOINT_SUFFIXES:
+        return "checkpoint"
+    if suffix in ONNX_SUFFIXES:
+        return "onnx"
+    if suffix in ENGINE_SUFFIXES:
+        return "engine"
+    raise ModelFileError(str(p), f"has an unknown suffix {suffix!r}", f"one of {allowed}")
+
+
+def choose_backends(kind: str, backend: str, device: str, avail: Availability
+                    ) -> Tuple[List[Tuple[str, str]], List[str]]:
+    """Ordered backend candidates for a model.
+
+    Returns:
+        ``([(backend, why chosen), ...], [why another backend was ruled out, ...])``.
+        Raises :class:`ConfigError` when nothing can run the model.
+    """
+    check_choice("backend", backend, BACKENDS)
+    check_choice("model kind", kind, ("checkpoint", "onnx", "engine"))
+    wanted = BACKENDS[1:] if backend == "auto" else (backend,)
+    chosen: List[Tuple[str, str]] = []
+    ruled_out: List[str] = []
+    for b in wanted:
+        why_not = None
+        if b == "tensorrt":
+            if device == "cpu":
+                why_not = "tensorrt: device=cpu"
+            elif not avail.tensorrt:
+                why_not = "tensorrt: the tensorrt package is not installed"
+            elif avail.cuda_devices < 1:
+                why_not = "tensorrt: no CUDA device visible"
+            elif kind == "checkpoint" and not avail.torch:
+                why_not = "tensorrt: a .pt checkpoint needs torch to export ONNX first"
+            else:
+                why = f"tensorrt importable and {avail.cuda_devices} CUDA device(s)"
+        elif b == "onnxruntime":
+            if kind == "engine":
+                why_not = "onnxruntime: cannot run a TensorRT engine"
+            elif not avail.onnxruntime:
+                why_not = "onnxruntime: the onnxruntime package is not installed"
+            elif kind == "checkpoint" and not avail.torch:
+                why_not = "onnxruntime: a .pt checkpoint needs torch to export ONNX first"
+            else:
+                why = ("onnxruntime runs the .onnx model" if kind == "onnx" else
+                       "onnxruntime on the checkpoint exported to ONNX (cached), faster than "
+                       "eager torch on CPU")
+        else:  # torch
+            if kind != "checkpoint":
+                why_not = f"torch: runs .pt checkpoints only, not a {kind} file"
+            elif not avail.torch:
+                why_not = "torch: not installed"
+            else:
+                why = "torch eager on the checkpoint"
+        if why_not:
+            ruled_out.append(why_not)
+        else:
+            chosen.append((b, why))
+    if not chosen:
+        raise ConfigError("backend", backend, f"a backend that can run a {kind} model here; "
+                          + "; ".join(ruled_out))
+    return chosen, ruled_out
+
+
+def _cuda_index(device: str) -> int:
+    if device in ("auto", "cuda"):
+        return 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
+    raise ConfigError("device", device, "auto, cuda or cuda:N for TensorRT")
+
+
+def onnx_for_checkpoint(checkpoint: str | os.PathLike,
+                        input_size: Optional[Tuple[int, int]] = None,
+                        cache_root: Optional[str | os.PathLike] = None) -> Path:
+    """The ONNX export of a checkpoint in ``<cache>/onnx``, exported on first use (torch).
+
+    Keyed by the checkpoint's sha256, the input size and the dasp version, so a retrained
+    checkpoint or a new dasp exports again.
+    """
+    from dasp_core.export import cache_dir
+    from dasp_core.export.onnx import export_depth_net, file_sha256
+    from dasp_core.checkpoint import load_depth_model
+
+    sha = file_sha256(checkpoint)
+    net, info, _ = load_depth_model(checkpoint, "cpu")
+    h, w = input_size or (int(info.input_height), int(info.input_width))
+    path = cache_dir("onnx", cache_root) / f"{sha[:24]}_{h}x{w}_dasp{__version__}.onnx"
+    if path.is_file():
+        log.info("ONNX cache hit for %s: %s", checkpoint, path)
+        return path
+    log.info("exporting %s to ONNX (%dx%d) into the cache %s", checkpoint, h, w, path.parent)
+    return export_depth_net(net, info, path, (h, w), source_sha256=sha)
+
+
+def _validate(device: str, threads: Optional[int], precision: str,
+              input_size: Optional[Tuple[int, int]]) -> None:
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:")
+                                                  and device[5:].isdigit())):
+        raise ConfigError("device", device, "auto, cpu, cuda, cuda:N")
+    check_choice("precision", precision, PRECISIONS)
+    if threads is not None:
+        check_range("threads", threads, 1, None)
+    if input_size is not None:
+        if len(input_size) != 2 or any(int(v) < 32 or int(v) % 32 for v in input_size):
+            raise ConfigError("input_size", input_size, "(height, width), multiples of 32")
+
+
+def create_estimator(model: str | os.PathLike, backend: str = "auto", device: str = "auto",
+                     threads: Optional[int] = None, precision: str = "fp32",
+                     input_size: Optional[Tuple[int, int]] = None, *,
+                     cache_dir: Optional[str | os.PathLike] = None,
+                     calib_dir: Optional[str | os.PathLike] = None,
+                     availability: Optional[Availability] = None) -> DepthEstimator:
+    """Load ``model`` (``.pt`` checkpoint | ``.onnx`` | ``.engine``) on the best backend.
+
+    Args:
+        model: path of the model file.
+        backend: ``auto`` | ``tensorrt`` | ``onnxruntime`` | ``torch``.
+        device: ``auto`` | ``cpu`` | ``cuda`` | ``cuda:N``.
+        threads: CPU threads (onnxruntime intra-op / torch); None = library default.
+        precision: ``fp32`` | ``fp16`` | ``int8``. TensorRT honours all three (int8 needs
+            ``calib_dir``); torch honours fp16 on CUDA; onnxruntime runs the graph as it is.
+            Where a backend cannot, it runs fp32 and says so in the log.
+        input_size: expected network input ``(h, w)``; a model of another size fails with
+            :class:`ModelFileError` (checkpoints are re-exported / run at that size).
+        cache_dir: cache root (default ``$DASP_CACHE_DIR`` or ``~/.cache/dasp``); engines go
+            to ``<root>/engines``, exported ONNX to ``<root>/onnx``.
+        calib_dir: calibration images for an int8 TensorRT build.
+        availability: override the probe (tests).
+    """
+    _validate(device, threads, precision, input_size)
+    kind = model_kind(model)
+    avail = availability or probe_availability()
+    candidates, ruled_out = choose_backends(kind, backend, device, avail)
+    if backend == "auto":
+        log.info("backend auto for %s: candidates %s%s", Path(model).name,
+                 ", ".join(f"{b} ({why})" for b, why in candidates),
+                 ("; ruled out: " + "; ".join(ruled_out)) if ruled_out else "")
+    failures: List[Tuple[str, Exception]] = []
+    for name, why in candidates:
+        try:
+            est = _create(name, Path(model), kind, device, threads, precision, input_size,
+                          cache_dir, calib_dir)
+        except Exception as e:
+            if backend != "auto":
+                raise
+            failures.append((name, e))
+            if (name, why) != candidates[-1]:
+                log.warning("backend %s could not start (%s: %s); trying the next one",
+                            name, type(e).__name__, e)
+            continue
+        log.info("using backend %s for %s: %s", name, Path(model).name, why)
+        return est
+    # a broken model file is the user's to fix: surface it as such (the last backend's words)
+    model_errors = [e for _, e in failures if isinstance(e, ModelFileError)]
+    if model_errors:
+        raise model_errors[-1]
+    raise RuntimeError(f"no backend could run {model}: " + " | ".join(
+        f"{n}: {type(e).__name__}: {e}" for n, e in failures))
+
+
+def _create(name: str, path: Path, kind: str, device: str, threads: Optional[int],
+            precision: str, input_size: Optional[Tuple[int, int]],
+            cache_root: Optional[str | os.PathLike],
+            calib_dir: Optional[str | os.PathLike]) -> Any:
+    if name == "tensorrt":
+        from dasp_core.export import cache_dir
+        from dasp_core.runtime.tensorrt_backend import TensorRTEstimator
+
+        source = onnx_for_checkpoint(path, input_size, cache_root) if kind == "checkpoint" else path
+        engines = cache_dir("engines", cache_root) if cache_root else None
+        return TensorRTEstimator(source, _cuda_index(device), precision, input_size, engines,
+                                 calib_dir)
+    if precision == "int8" or (precision == "fp16" and name == "onnxruntime"):
+        log.warning("%s runs this model's graph as stored; precision=%s applies to TensorRT only",
+                    name, precision)
+    if name == "onnxruntime":
+        from dasp_core.runtime.onnx_backend import OnnxEstimator
+
+        source = onnx_for_checkpoint(path, input_size, cache_root) if kind == "checkpoint" else path
+        return OnnxEstimator(source, device, threads, input_size)
+    from dasp_core.runtime.torch_backend import TorchEstimator
+
+    torch_precision = precision
+    if precision == "fp16" and device == "cpu":
+        log.warning("torch: fp16 needs CUDA; running fp32 on CPU")
+        torch_precision = "fp32"
+    if precision == "int8":
+        torch_precision = "fp32"
+    if precision == "fp16" and device == "auto":
+        import torch
+
+        if not torch.cuda.is_available():
+            log.warning("torch: no CUDA device, fp16 needs CUDA; running fp32 on CPU")
+            torch_precision = "fp32"
+    return TorchEstimator(path, device, torch_precision, threads, input_size)
+
+
+__all__ = ["create_estimator", "choose_backends", "probe_availability", "Availability",
+           "model_kind", "onnx_for_checkpoint", "BACKENDS"]

@@ -1,0 +1,34 @@
+"""Training of DASP: configuration, per-stage losses, the loop, DDP and metric scale.
+
+* :mod:`~dasp_core.train.config` — ``TrainingConfig`` (nested dataclasses ↔ YAML, validated);
+* :mod:`~dasp_core.train.stages` — loss computation of a day / night step;
+* :mod:`~dasp_core.train.trainer` — ``Trainer`` (data, optimisers, AMP, checkpoints, resume);
+* :mod:`~dasp_core.train.distributed` — torchrun / DistributedDataParallel helpers;
+* :mod:`~dasp_core.train.scale` — weak velocity supervision (metric scale);
+* :mod:`~dasp_core.train.cli` — the ``dasp train`` command.
+
+Attributes are imported lazily so ``dasp train --help`` does not pay for torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainingConfig": "dasp_core.train.config",
+    "load_config": "dasp_core.train.config",
+    "describe_config": "dasp_core.train.config",
+    "Trainer": "dasp_core.train.trainer",
+    "TrainingDivergedError": "dasp_core.train.trainer",
+    "TrainSummary": "dasp_core.train.trainer",
+    "velocity_loss": "dasp_core.train.scale",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dasp_core.train' has no attribute {name!r}")

@@ -1,0 +1,998 @@
+"""The training loop: data, optimisers, AMP, DDP, logging, validation, checkpoints, resume.
+
+One :class:`Trainer` runs one stage (``train.stage``: day or night) of one configuration.
+Losses live in :mod:`dasp_core.train.stages`; this module owns everything around them.
+
+Guarantees:
+
+* **Resumable.** Every ``train.checkpoint_interval`` steps the main process writes
+  ``step_XXXXXXXX.pt`` and points ``last.pt`` at it, atomically (temp file + rename). A
+  checkpoint holds the networks, optimisers, AMP scaler, step, data position (epoch and batch
+  of every loader), every rank's RNG states and the image pool, so ``--resume`` continues
+  exactly where the checkpoint was taken: a kill loses at most one interval.
+* **No NaN checkpoints.** A non-finite loss term or gradient stops the run with
+  :class:`TrainingDivergedError` naming the step and the term, before any optimiser step
+  applies it; checkpoints are only written from finite weights, so ``last.pt`` stays the last
+  good state.
+* **Deterministic data order** given ``experiment.seed`` (see
+  :class:`~dasp_core.train.distributed.ShardedEpochSampler`).
+* **Only rank 0 writes** (checkpoints, ``train.log``, TensorBoard, progress bar).
+
+Outputs in the run folder: ``config.yaml`` (resolved), ``train.log`` (plain text),
+``tb/`` (TensorBoard), ``last.pt``, ``step_*.pt``, ``best.pt`` (best validation, when a
+validation set is configured) and ``final.pt`` (deployable: ModelInfo with input size, depth
+range and scale source).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+import random
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from dasp_core.checkpoint import read_checkpoint, save_checkpoint
+from dasp_core.errors import ConfigError, DaspError, DatasetError
+from dasp_core.geometry import disp_to_depth
+from dasp_core.losses import ImagePool
+from dasp_core.models import (DepthNet, DepthNetConfig, Discriminator, PatchDiscriminator,
+                              PoseNet, PoseNetConfig)
+from dasp_core.runtime.base import ModelInfo
+from dasp_core.train import distributed as ddp
+from dasp_core.train.config import TrainingConfig, config_from_dict, save_config
+from dasp_core.train.scale import median_scale_report
+from dasp_core.train.stages import (FrameLayout, StageNets, StepResult, compute_discriminator_step,
+                                    compute_generator_step, teacher_real_samples)
+
+__all__ = ["Trainer", "TrainingDivergedError", "TrainSummary", "seed_everything", "lr_factor",
+           "RESUME_MUST_MATCH"]
+
+log = logging.getLogger(__name__)
+
+#: Config keys that must not change between a checkpoint and its resumption.
+RESUME_MUST_MATCH = ("model", "data.height", "data.width", "data.offsets", "train.stage",
+                     "loss.adversarial", "loss.disc_scale", "experiment.seed")
+
+
+class TrainingDivergedError(DaspError, RuntimeError):
+    """A loss term or gradient became NaN/inf; the run stopped without saving that state."""
+
+    def __init__(self, step: int, terms: Sequence[str], values: Dict[str, float],
+                 last_checkpoint: Optional[str], last_step: Optional[int]):
+        self.step = step
+        self.terms = list(terms)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+        where = (f"the last good checkpoint is {last_checkpoint} (step {last_step})"
+                 if last_checkpoint else "no checkpoint had been written yet")
+        super().__init__(
+            f"training diverged at step {step}: non-finite {', '.join(self.terms)}"
+            f"{' (' + shown + ')' if shown else ''}; the weights of this step were not saved; "
+            f"{where}. Lower optim.lr, set train.grad_clip, or check the data of this step.")
+
+
+@dataclass
+class TrainSummary:
+    """What :meth:`Trainer.fit` returns."""
+
+    out_dir: Path
+    steps: int
+    final_checkpoint: Optional[Path]
+    best_checkpoint: Optional[Path]
+    last_checkpoint: Optional[Path]
+    val_metrics: Dict[str, float] = field(default_factory=dict)
+    scale_source: str = "none"
+
+
+# ============================================================================ helpers
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> Dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(),
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        try:
+            torch.cuda.set_rng_state_all(state["cuda"])
+        except (RuntimeError, IndexError):
+            log.warning("could not restore CUDA RNG states (different GPU count); continuing")
+
+
+def lr_factor(step: int, milestones_steps: Sequence[int], gamma: float) -> float:
+    """Learning-rate multiplier after ``step`` completed steps: ``gamma ** #{m <= step}``."""
+    return gamma ** sum(1 for m in milestones_steps if step >= m)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return module.module if hasattr(module, "module") else module
+
+
+def _params_finite(module: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def _nested_get(d: Dict[str, Any], dotted: str) -> Any:
+    node: Any = d
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _pool_state(pool: Optional[ImagePool]) -> Optional[Dict[str, Any]]:
+    if pool is None:
+        return None
+    if hasattr(pool, "state_dict"):
+        return pool.state_dict()
+    return {"items": [t.detach().cpu() for t in getattr(pool, "_items", [])],
+            "rng": pool._rng.getstate() if hasattr(pool, "_rng") else None}
+
+
+def _load_pool_state(pool: Optional[ImagePool], state: Optional[Dict[str, Any]],
+                     device: torch.device) -> None:
+    if pool is None or not state:
+        return
+    if hasattr(pool, "load_state_dict"):
+        pool.load_state_dict(state)
+        return
+    pool._items = [t.to(device) for t in state.get("items", [])]
+    if state.get("rng") is not None and hasattr(pool, "_rng"):
+        pool._rng.setstate(state["rng"])
+
+
+# ============================================================================ data
+
+class EpochLoader:
+    """An endless iterator over a dataset in deterministic epochs, resumable mid-epoch.
+
+    Args:
+        dataset: map-style dataset yielding :class:`~dasp_core.data.sample.Clip` or tensor dicts.
+        batch_size: per-process batch size (training batches are full: drop_last).
+        seed: data-order seed of this loader.
+        dist: process placement (shards the data).
+        num_workers: DataLoader workers.
+        collate: batch collation (default :func:`dasp_core.data.sample.collate_clips`).
+        name: for messages.
+    """
+
+    def __init__(self, dataset: Any, batch_size: int, seed: int, dist: ddp.DistInfo,
+                 num_workers: int = 0, collate: Optional[Callable] = None,
+                 pin_memory: bool = False, name: str = "data") -> None:
+        from dasp_core.data.sample import collate_clips
+
+        self.name = name
+        self.seed = seed
+        n = len(dataset)
+        self.sampler = ddp.ShardedEpochSampler(n, batch_size, seed, dist.rank, dist.world_size,
+                                               shuffle=True, drop_last=True)
+        if self.sampler.batches_per_epoch() < 1:
+            raise DatasetError(f"{name}: {n} clips are fewer than one batch of {batch_size} per "
+                               f"process x {dist.world_size} processes; lower data.batch_size "
+                               f"or add data")
+        self._gen = torch.Generator()
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
+            collate_fn=collate or collate_clips, pin_memory=pin_memory, drop_last=True,
+            generator=self._gen, worker_init_fn=_seed_worker,
+            persistent_workers=num_workers > 0)
+        self.epoch = 0
+        self.batch = 0
+        self._it: Optional[Iterator] = None
+
+    def batches_per_epoch(self) -> int:
+        return self.sampler.batches_per_epoch()
+
+    def _start(self) -> None:
+        self.sampler.set_epoch(self.epoch, self.batch)
+        # a dedicated generator keeps DataLoader's worker base seed off the global RNG, so
+        # creating an iterator (at start or on resume) does not shift the training RNG stream
+        self._gen.manual_seed(self.seed * 100003 + self.epoch)
+        self._it = iter(self.loader)
+
+    def __next__(self) -> Dict[str, Any]:
+        if self._it is None:
+            self._start()
+        try:
+            out = next(self._it)
+        except StopIteration:
+            self.epoch += 1
+            self.batch = 0
+            self._start()
+            out = next(self._it)
+        self.batch += 1
+        return out
+
+    def __iter__(self) -> "EpochLoader":
+        return self
+
+    def state_dict(self) -> Dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def load_state_dict(self, state: Dict[str, int]) -> None:
+        self.epoch = int(state.get("epoch", 0))
+        self.batch = int(state.get("batch", 0))
+        self._it = None
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % (2 ** 32)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _with_offsets(spec: Any, offsets: Sequence[int]) -> Any:
+    """Give every reader entry a frame order (training: ``data.offsets``; validation: [0])."""
+    if isinstance(spec, (list, tuple)):
+        return [_with_offsets(s, offsets) for s in spec]
+    spec = dict(spec)
+    spec.setdefault("offsets", list(offsets))
+    if spec["offsets"] is None:
+        spec["offsets"] = list(offsets)
+    return spec
+
+
+def wrap_reader(reader: Any, cfg: TrainingConfig, train: bool) -> Any:
+    """A clip reader (``ds[i] -> Clip``) → torch dataset at the training size (+ augmentation)."""
+    from dasp_core.data.augment import AugmentConfig
+    from dasp_core.data.torch_dataset import ClipTorchDataset
+
+    d = cfg.data
+    augment = None
+    if train:
+        augment = (AugmentConfig.from_dict(d.augment, "data.augment") if d.augment is not None
+                   else AugmentConfig(flip_prob=0.0, jitter_prob=0.0))
+    return ClipTorchDataset(reader, size_hw=(d.height, d.width), resize_mode=d.resize_mode,
+                            train=train, augment=augment, seed=cfg.experiment.seed)
+
+
+def build_dataset(spec: Any, key: str, cfg: TrainingConfig, train: bool) -> Any:
+    """``data.<key>`` → torch dataset: reader from the data registry, wrapped by
+    :func:`wrap_reader` (network size, augmentation for training, bad-sample skipping)."""
+    from dasp_core.data.registry import build_dataset as build_reader
+
+    reader = build_reader(_with_offsets(spec, cfg.data.offsets if train else [0]), key)
+    return wrap_reader(reader, cfg, train)
+
+
+def target_index(spec: Any, default: Sequence[int]) -> int:
+    """Index of the target frame in clips of a dataset entry (all list entries must agree)."""
+    specs = spec if isinstance(spec, (list, tuple)) else [spec]
+    found = {tuple(s.get("offsets") or default).index(0) for s in specs}
+    if len(found) != 1:
+        raise ConfigError("offsets", [s.get("offsets") for s in specs],
+                          "the same target position (offset 0) in every concatenated entry")
+    return found.pop()
+
+
+def _to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+            for k, v in batch.items()}
+
+
+# ============================================================================ trainer
+
+class Trainer:
+    """Runs one training stage.
+
+    Args:
+        cfg: validated configuration.
+        out_dir: run folder (created; rank 0 writes into it).
+        resume: continue from ``out_dir/last.pt`` when it exists (a fresh start otherwise).
+        datasets: optional clip readers (``len``, ``[i] -> Clip``) by config key
+            (``day_train``, ``night_train``, ``day_val``, ``night_val``) used instead of building
+            them from ``cfg.data`` (tests, callers with their own readers); they are wrapped
+            like registry datasets (size, augmentation, bad-sample skipping).
+        callbacks: called with the completed step number after every step (after any
+            checkpoint of that step was written).
+    """
+
+    def __init__(self, cfg: TrainingConfig, out_dir: str | os.PathLike, resume: bool = False,
+                 datasets: Optional[Dict[str, Any]] = None,
+                 callbacks: Sequence[Callable[[int], None]] = ()) -> None:
+        self.cfg = cfg.validate()
+        self.out_dir = Path(out_dir)
+        self.callbacks = list(callbacks)
+        self._datasets = dict(datasets or {})
+        self.dist = ddp.init_distributed(cfg.train.device)
+        self.device = ddp.resolve_device(cfg.train.device, self.dist.local_rank)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        if cfg.train.deterministic and self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.layout = FrameLayout(tuple(cfg.data.offsets))
+        self.night = cfg.train.stage == "night"
+        self.adv = cfg.loss.adversarial if self.night else "none"
+        self.step = 0
+        self.best: Dict[str, Any] = {"value": None, "step": None}
+        self.velocity_samples = 0
+        self.bad_samples = 0
+        self.last_val: Dict[str, float] = {}
+        self.last_checkpoint: Optional[Path] = None
+        self.last_checkpoint_step: Optional[int] = None
+        self._log_handler: Optional[logging.Handler] = None
+        self._writer = None
+
+        # Identical initialisation on every rank (DDP also broadcasts rank 0's weights).
+        seed_everything(cfg.experiment.seed)
+        resuming = resume and (self.out_dir / "last.pt").is_file()
+        if resume and not resuming:
+            log.info("--resume: %s has no last.pt; starting a fresh run", self.out_dir)
+        # when resuming, weights (teacher included) come from last.pt, not the day checkpoint
+        self._build_networks(load_day=not resuming)
+        self._resume_state: Optional[Dict[str, Any]] = None
+        if resuming:
+            self._resume_state = self._load_resume(self.out_dir / "last.pt")
+        self._place_networks()
+        self._build_optimizers()
+        self._build_amp()
+        # Per-rank streams from here on (automask noise, pool, augmentation differ per rank).
+        seed_everything(cfg.experiment.seed + 1000003 * self.dist.rank + 1)
+        self.pool = (ImagePool(cfg.loss.pool_size, seed=cfg.experiment.seed + self.dist.rank)
+                     if self.adv != "none" else None)
+        self._build_data()
+        if self._resume_state is not None:
+            self._apply_resume(self._resume_state)
+            self._resume_state = None
+
+    # ------------------------------------------------------------------ networks
+    def _build_networks(self, load_day: bool = True) -> None:
+        cfg = self.cfg
+        self.depth = DepthNet(copy.deepcopy(cfg.model.depth))
+        self.pose = PoseNet(copy.deepcopy(cfg.model.pose))
+        self.teacher: Optional[DepthNet] = None
+        self.disc: Optional[nn.Module] = None
+        self.disc_kind = "none"
+        if self.adv == "dasp":
+            self.disc = Discriminator(copy.deepcopy(cfg.model.discriminator))
+            self.disc_kind = "splb"
+        elif self.adv == "rnw":
+            pc = cfg.model.patch_discriminator
+            self.disc = PatchDiscriminator(pc.in_channels, pc.base_channels, pc.n_layers,
+                                           norm=pc.norm, position_channels=pc.position_channels)
+            self.disc_kind = "patch"
+        if self.night and cfg.train.day_checkpoint and load_day:
+            self._load_day_checkpoint(cfg.train.day_checkpoint)
+
+    def _load_day_checkpoint(self, path: str) -> None:
+        cfg = self.cfg
+        ckpt = read_checkpoint(path)
+        day_cfg = DepthNetConfig.from_dict(dict(ckpt["depth_config"]))
+        day_cfg.pretrained_path = None
+        day_state = {k: v.float() if v.is_floating_point() else v
+                     for k, v in ckpt["depth_state"].items()}
+        if self.adv != "none":
+            teacher = DepthNet(day_cfg)
+            teacher.load_state_dict(day_state)
+            teacher.eval().requires_grad_(False)
+            self.teacher = teacher
+        if cfg.train.init_from_day:
+            mine = self.depth.cfg.to_dict()
+            theirs = day_cfg.to_dict()
+            for k in ("encoder", "scales", "decoder_channels"):
+                if mine[k] != theirs[k]:
+                    raise ConfigError(f"model.depth.{k}", mine[k],
+                                      f"{theirs[k]!r} as in the day checkpoint {path} "
+                                      f"(train.init_from_day=true copies its weights), or "
+                                      f"train.init_from_day=false")
+            self.depth.load_state_dict(day_state)
+            log.info("night DepthNet initialised from %s", path)
+            for k in ("min_depth", "max_depth"):
+                if mine[k] != theirs[k]:
+                    log.warning("model.depth.%s = %s differs from the day checkpoint's %s: the "
+                                "initial disparities map to other depths", k, mine[k], theirs[k])
+        if self.teacher is not None and cfg.loss.disc_scale not in tuple(self.teacher.cfg.scales):
+            raise ConfigError("loss.disc_scale", cfg.loss.disc_scale,
+                              f"one of the day teacher's scales {list(self.teacher.cfg.scales)} "
+                              f"({path})")
+        if cfg.train.init_pose_from_day and ckpt.get("pose_state") is not None:
+            saved = {k: v for k, v in dict(ckpt.get("pose_config") or {}).items()
+                     if k != "pretrained_path"}
+            mine_pose = {k: v for k, v in self.pose.cfg.to_dict().items()
+                         if k != "pretrained_path"}
+            if saved != mine_pose:
+                log.warning("the day checkpoint's PoseNet %s differs from model.pose %s; PoseNet "
+                            "is not initialised from it", saved, mine_pose)
+            else:
+                self.pose.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                           for k, v in ckpt["pose_state"].items()})
+                log.info("PoseNet initialised from %s", path)
+
+    def _place_networks(self) -> None:
+        dev = self.device
+        self.depth.to(dev)
+        self.pose.to(dev)
+        if self.teacher is not None:
+            self.teacher.to(dev)
+        if self.disc is not None:
+            self.disc.to(dev)
+        self.depth_ddp: nn.Module = self.depth
+        self.pose_ddp: nn.Module = self.pose
+        self.disc_ddp: Optional[nn.Module] = self.disc
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # 1x1-conv weight grads may come with strides that differ from the bucket view only
+            # along size-1 dimensions: same memory layout, a false alarm printed every step
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+
+            ids = [dev.index] if dev.type == "cuda" else None
+            self.depth_ddp = DDP(self.depth, device_ids=ids)
+            self.pose_ddp = DDP(self.pose, device_ids=ids)
+            if self.disc is not None:
+                self.disc_ddp = DDP(self.disc, device_ids=ids)
+        self.nets = StageNets(depth=self.depth_ddp, pose=self.pose_ddp, disc=self.disc_ddp,
+                              disc_plain=self.disc, teacher=self.teacher)
+
+    def _build_optimizers(self) -> None:
+        o = self.cfg.optim
+        self.opt_g = torch.optim.Adam(list(self.depth.parameters()) + list(self.pose.parameters()),
+                                      lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.opt_d = (torch.optim.Adam(self.disc.parameters(), lr=o.disc_lr,
+                                       betas=tuple(o.disc_betas))
+                      if self.disc is not None else None)
+
+    def _build_amp(self) -> None:
+        t = self.cfg.train
+        self.amp_enabled = bool(t.amp and self.device.type == "cuda")
+        dtype = torch.float16 if t.amp_dtype == "float16" else torch.bfloat16
+        if self.amp_enabled:
+            self.amp_ctx: Callable = lambda: torch.autocast("cuda", dtype=dtype)
+        else:
+            self.amp_ctx = contextlib.nullcontext
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_enabled
+                                           and dtype == torch.float16)
+
+    # ------------------------------------------------------------------ data
+    def _dataset(self, key: str, train: bool) -> Any:
+        if key in self._datasets:
+            return wrap_reader(self._datasets[key], self.cfg, train)
+        spec = getattr(self.cfg.data, key)
+        if spec is None:
+            return None
+        return build_dataset(spec, f"data.{key}", self.cfg, train)
+
+    def _build_data(self) -> None:
+        cfg = self.cfg
+        d = cfg.data
+        pin = self.device.type == "cuda"
+        primary_key = "night_train" if self.night else "day_train"
+        self.primary = EpochLoader(self._dataset(primary_key, True), d.batch_size,
+                                   cfg.experiment.seed, self.dist, d.num_workers,
+                                   pin_memory=pin, name=f"data.{primary_key}")
+        self.aux: Optional[EpochLoader] = None
+        if self.adv != "none":
+            self.aux = EpochLoader(self._dataset("day_train", True), d.batch_size,
+                                   cfg.experiment.seed + 7919, self.dist, d.num_workers,
+                                   pin_memory=pin, name="data.day_train")
+        self.val_key = "night_val" if self.night else "day_val"
+        self.val_set = self._dataset(self.val_key, False) if self.dist.is_main else None
+        spec = getattr(d, self.val_key)
+        if self.val_key in self._datasets:
+            offs = getattr(self._datasets[self.val_key], "offsets", None)
+            self.val_target = tuple(offs).index(0) if offs is not None else self.layout.target
+        else:
+            self.val_target = target_index(spec, [0]) if spec is not None else 0
+        bpe = self.primary.batches_per_epoch()
+        self.total_steps = cfg.train.max_steps or cfg.optim.epochs * bpe
+        o = cfg.optim
+        if o.milestone_unit == "epoch":
+            self.milestones = [int(round(m * bpe)) for m in o.lr_milestones]
+        elif o.milestone_unit == "step":
+            self.milestones = [int(m) for m in o.lr_milestones]
+        else:
+            self.milestones = [int(round(m * self.total_steps)) for m in o.lr_milestones]
+
+    # ------------------------------------------------------------------ resume
+    def _load_resume(self, path: Path) -> Dict[str, Any]:
+        ckpt = read_checkpoint(path)
+        saved = ckpt.get("train_config") or {}
+        now = self.cfg.to_dict()
+        for key in RESUME_MUST_MATCH:
+            a, b = _nested_get(saved, key), _nested_get(now, key)
+            if a != b:
+                raise ConfigError(key, b, f"{a!r}, the value in {path} (resuming needs the same "
+                                          f"{key}; use another --out for a new run)")
+        diffs = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        if diffs:
+            log.warning("resuming with changed config sections %s (allowed: not model/size/"
+                        "stage)", ", ".join(diffs))
+        if "train_state" not in ckpt or not ckpt["train_state"] or \
+                "opt_g" not in ckpt["train_state"]:
+            raise ConfigError("--resume", str(path), "a training checkpoint with train_state "
+                                                     "(last.pt written by dasp train)")
+        self.depth.load_state_dict(ckpt["depth_state"])
+        self.pose.load_state_dict(ckpt["pose_state"])
+        if self.disc is not None:
+            self.disc.load_state_dict(ckpt["disc_state"])
+        if self.teacher is None and self.adv != "none" and ckpt.get("teacher_state"):
+            tcfg = DepthNetConfig.from_dict(dict(ckpt["teacher_config"]))
+            self.teacher = DepthNet(tcfg).eval().requires_grad_(False)
+        if self.teacher is not None and ckpt.get("teacher_state"):
+            self.teacher.load_state_dict(ckpt["teacher_state"])
+        if self.adv != "none" and self.teacher is None:
+            raise ConfigError("--resume", str(path), "a night checkpoint holding the frozen day "
+                                                     "teacher (teacher_state)")
+        return ckpt
+
+    def _apply_resume(self, ckpt: Dict[str, Any]) -> None:
+        st = ckpt["train_state"]
+        self.opt_g.load_state_dict(st["opt_g"])
+        if self.opt_d is not None and st.get("opt_d") is not None:
+            self.opt_d.load_state_dict(st["opt_d"])
+        if st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+        self.step = int(st["step"])
+        self.best = dict(st.get("best") or self.best)
+        self.velocity_samples = int(st.get("velocity_samples", 0))
+        self.primary.load_state_dict(st["loaders"]["primary"])
+        if self.aux is not None and "aux" in st["loaders"]:
+            self.aux.load_state_dict(st["loaders"]["aux"])
+        rngs = st.get("rng") or []
+        if len(rngs) == self.dist.world_size:
+            _set_rng_state(rngs[self.dist.rank])
+        else:
+            log.warning("checkpoint was written by %d processes, now %d: RNG streams restart "
+                        "(training continues, not bit-identical)", len(rngs),
+                        self.dist.world_size)
+        pools = st.get("pool") or []
+        if self.pool is not None and len(pools) == self.dist.world_size:
+            _load_pool_state(self.pool, pools[self.dist.rank], self.device)
+        self.last_checkpoint = self.out_dir / "last.pt"
+        self.last_checkpoint_step = self.step
+        log.info("resumed from %s at step %d (epoch %d)", self.last_checkpoint, self.step,
+                 self.primary.epoch)
+
+    # ------------------------------------------------------------------ checkpoints
+    def model_info(self) -> ModelInfo:
+        """Deployment description of the current model."""
+        cfg = self.cfg
+        learned = cfg.scale.velocity and self.velocity_samples > 0
+        extra: Dict[str, Any] = {"stage": cfg.train.stage, "adversarial": self.adv,
+                                 "use_3d": bool(self.night and cfg.loss.use_3d),
+                                 "step": self.step}
+        if self.last_val:
+            extra["val"] = dict(self.last_val)
+        if "median_scale" in self.last_val:
+            extra["val_median_gt_scale"] = self.last_val["median_scale"]
+        return ModelInfo(input_height=cfg.data.height, input_width=cfg.data.width,
+                         min_depth=float(cfg.model.depth.min_depth),
+                         max_depth=float(cfg.model.depth.max_depth), scale_factor=1.0,
+                         scale_source="learned" if learned else "none",
+                         name=cfg.experiment.name, extra=extra)
+
+    def _check_weights(self) -> None:
+        for name, net in (("depth", self.depth), ("pose", self.pose), ("discriminator", self.disc)):
+            if net is not None and not _params_finite(net):
+                raise TrainingDivergedError(self.step, [f"{name} weights"], {},
+                                            str(self.last_checkpoint) if self.last_checkpoint
+                                            else None, self.last_checkpoint_step)
+
+    def _extra(self, full: bool) -> Dict[str, Any]:
+        extra: Dict[str, Any] = {
+            "pose_config": self.pose.cfg.to_dict(),
+            "pose_state": {k: v.detach().cpu() for k, v in self.pose.state_dict().items()},
+            "train_config": self.cfg.to_dict(),
+            "disc_kind": self.disc_kind,
+        }
+        if self.disc is not None:
+            extra["disc_config"] = (self.cfg.model.discriminator.to_dict()
+                                    if self.disc_kind == "splb" else
+                                    dict(vars(self.cfg.model.patch_discriminator)))
+            extra["disc_state"] = {k: v.detach().cpu() for k, v in self.disc.state_dict().items()}
+        summary = {"step": self.step, "epoch": self.primary.epoch, "val": dict(self.last_val),
+                   "best": dict(self.best), "velocity_samples": self.velocity_samples}
+        if not full:
+            extra["train_state"] = summary
+            return extra
+        if self.teacher is not None:
+            extra["teacher_config"] = self.teacher.cfg.to_dict()
+            extra["teacher_state"] = {k: v.detach().cpu()
+                                      for k, v in self.teacher.state_dict().items()}
+        extra["train_state"] = dict(
+            summary,
+            opt_g=self.opt_g.state_dict(),
+            opt_d=self.opt_d.state_dict() if self.opt_d is not None else None,
+            scaler=self.scaler.state_dict(),
+            loaders={"primary": self.primary.state_dict(),
+                     **({"aux": self.aux.state_dict()} if self.aux is not None else {})},
+            world_size=self.dist.world_size, total_steps=self.total_steps)
+        return extra
+
+    def save_training_checkpoint(self) -> Optional[Path]:
+        """Write ``step_*.pt`` + ``last.pt`` (collective: every rank must call it)."""
+        self._check_weights()
+        rngs = ddp.all_gather_objects(_rng_state())
+        pools = ddp.all_gather_objects(_pool_state(self.pool) if self.cfg.train.checkpoint_pool
+                                       else None)
+        if not self.dist.is_main:
+            ddp.barrier()
+            return None
+        extra = self._extra(full=True)
+        extra["train_state"]["rng"] = rngs
+        extra["train_state"]["pool"] = pools
+        last = self.out_dir / "last.pt"
+        keep = self.cfg.train.keep_checkpoints
+        if keep > 0:
+            numbered = self.out_dir / f"step_{self.step:08d}.pt"
+            save_checkpoint(numbered, self.depth, self.model_info(), extra)
+            _atomic_link(numbered, last)
+            olds = sorted(self.out_dir.glob("step_*.pt"))
+            for p in olds[:-keep]:
+                p.unlink(missing_ok=True)
+        else:
+            save_checkpoint(last, self.depth, self.model_info(), extra)
+        self.last_checkpoint = last
+        self.last_checkpoint_step = self.step
+        log.info("step %d: checkpoint %s", self.step, last)
+        ddp.barrier()
+        return last
+
+    def _save_model(self, name: str) -> Path:
+        self._check_weights()
+        return save_checkpoint(self.out_dir / name, self.depth, self.model_info(),
+                               self._extra(full=False))
+
+    # ------------------------------------------------------------------ logging
+    def _open_logs(self) -> None:
+        if not self.dist.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        pkg = logging.getLogger("dasp_core")
+        self._old_level = pkg.level
+        if pkg.getEffectiveLevel() > logging.INFO:
+            pkg.setLevel(logging.INFO)
+        h = logging.FileHandler(self.out_dir / "train.log")
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        h.setLevel(logging.INFO)
+        pkg.addHandler(h)
+        self._log_handler = h
+        if self.cfg.train.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self._writer = SummaryWriter(str(self.out_dir / "tb"))
+            except ImportError as e:  # tensorboard is an optional extra
+                log.warning("TensorBoard disabled: %s", e)
+
+    def _close_logs(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._log_handler is not None:
+            pkg = logging.getLogger("dasp_core")
+            pkg.removeHandler(self._log_handler)
+            pkg.setLevel(self._old_level)
+            self._log_handler.close()
+            self._log_handler = None
+
+    def _scalar(self, tag: str, value: float) -> None:
+        if self._writer is not None and math.isfinite(value):
+            self._writer.add_scalar(tag, value, self.step)
+
+    def _images(self, res: StepResult, teacher_disp: Optional[torch.Tensor]) -> None:
+        if self._writer is None or not res.visuals:
+            return
+        from dasp_core.viz import colorize_disparity
+
+        img = res.visuals["image"][0].clamp(0, 1).cpu().numpy()
+        self._writer.add_image("images/target", img, self.step)
+        disp = res.visuals["disparity"][0, 0].cpu().numpy()
+        self._writer.add_image("images/disparity", colorize_disparity(disp), self.step,
+                               dataformats="HWC")
+        if teacher_disp is not None:
+            self._writer.add_image("images/teacher_real",
+                                   colorize_disparity(teacher_disp.cpu().numpy()), self.step,
+                                   dataformats="HWC")
+
+    # ------------------------------------------------------------------ step
+    def _diverged(self, names: List[str], values: Dict[str, float]) -> TrainingDivergedError:
+        return TrainingDivergedError(self.step + 1, names, values,
+                                     str(self.last_checkpoint) if self.last_checkpoint else None,
+                                     self.last_checkpoint_step)
+
+    def _check_finite(self, res: StepResult) -> None:
+        bad = res.nonfinite_terms()
+        flag = torch.tensor([1.0 if bad else 0.0], device=self.device)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(flag)
+        if bad or float(flag) > 0:
+            values = {k: float(v.detach()) for k, v in res.terms.items()}
+            raise self._diverged(bad or ["loss on another rank"], values)
+
+    def _optimizer_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer,
+                        params: List[torch.Tensor], what: str) -> float:
+        self.scaler.scale(loss).backward()
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(opt)
+        clip = self.cfg.train.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        if not self.scaler.is_enabled() and not bool(torch.isfinite(norm)):
+            # AMP's scaler skips such steps by design; in fp32 they are divergence
+            raise self._diverged([f"gradient of {what}"], {"grad_norm": float(norm)})
+        self.scaler.step(opt)
+        return float(norm)
+
+    def train_step(self) -> Dict[str, float]:
+        """One generator (+ discriminator) update; returns the logged scalars."""
+        cfg = self.cfg
+        factor = lr_factor(self.step, self.milestones, cfg.optim.lr_gamma)
+        for g in self.opt_g.param_groups:
+            g["lr"] = cfg.optim.lr * factor
+        if self.opt_d is not None:
+            for g in self.opt_d.param_groups:
+                g["lr"] = cfg.optim.disc_lr * factor
+        batch = _to_device(next(self.primary), self.device)
+        day = _to_device(next(self.aux), self.device) if self.aux is not None else None
+        want_images = (self.dist.is_main and cfg.train.image_interval > 0 and
+                       (self.step + 1) % cfg.train.image_interval == 0)
+
+        self.depth_ddp.train()
+        self.pose_ddp.train()
+        if self.disc is not None:
+            self.disc.requires_grad_(False)  # G step: gradients reach D's input, not D
+        self.opt_g.zero_grad(set_to_none=True)
+        res = compute_generator_step(self.nets, batch, cfg, self.layout, self.amp_ctx,
+                                     want_visuals=want_images)
+        self._check_finite(res)
+        g_params = [p for grp in self.opt_g.param_groups for p in grp["params"]]
+        out = {f"loss/{k}": float(v.detach()) for k, v in res.terms.items()}
+        out["loss/total"] = float(res.total.detach())
+        out["grad_norm/generator"] = self._optimizer_step(res.total, self.opt_g, g_params,
+                                                          "depth/pose networks")
+        out.update({f"stats/{k}": v for k, v in res.stats.items()})
+        if "n_skipped" in batch:
+            self.bad_samples += int(batch["n_skipped"].sum())
+            out["data/bad_samples_total"] = float(self.bad_samples)
+        if cfg.scale.velocity:
+            self.velocity_samples += int(res.stats.get("velocity_samples", 0))
+
+        teacher_vis = None
+        if self.disc is not None:
+            self.disc.requires_grad_(True)
+            self.disc_ddp.train()
+            real = teacher_real_samples(self.teacher, day, cfg, self.layout, self.amp_ctx)
+            fake = self.pool.query(res.fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            dres = compute_discriminator_step(self.disc_ddp, real, fake, cfg, self.amp_ctx)
+            self._check_finite(dres)
+            out["loss/discriminator"] = float(dres.terms["discriminator"].detach())
+            out["grad_norm/discriminator"] = self._optimizer_step(
+                dres.total, self.opt_d, list(self.disc.parameters()), "discriminator")
+            out.update({f"D/{k}": v for k, v in dres.stats.items()})
+            if want_images:
+                r = real[0]
+                teacher_vis = (r[list(self.layout.temporal).index(self.layout.target), 0]
+                               if r.dim() == 4 else r[0]).detach()
+        self.scaler.update()
+        self.step += 1
+        out["lr/generator"] = self.opt_g.param_groups[0]["lr"]
+        if self.opt_d is not None:
+            out["lr/discriminator"] = self.opt_d.param_groups[0]["lr"]
+        if want_images:
+            self._images(res, teacher_vis)
+        return out
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self) -> Dict[str, float]:
+        """Metrics of the current model on the validation clips (main process only)."""
+        from dasp_core.data.sample import collate_clips
+        from dasp_core.eval.metrics import compute_depth_metrics, mean_metrics
+
+        if self.val_set is None or not self.dist.is_main:
+            return {}
+        v, dc = self.cfg.val, self.cfg.model.depth
+        loader = torch.utils.data.DataLoader(self.val_set, batch_size=self.cfg.data.val_batch_size,
+                                             shuffle=False, num_workers=0,
+                                             collate_fn=collate_clips,
+                                             generator=torch.Generator().manual_seed(0))
+        self.depth.eval()
+        per_image: List[Dict[str, float]] = []
+        metric_raw: List[Dict[str, float]] = []
+        scales: List[float] = []
+        metric_model = self.cfg.scale.velocity
+        for i, batch in enumerate(loader):
+            if v.max_batches and i >= v.max_batches:
+                break
+            frames = batch["frames"][:, self.val_target].to(self.device)
+            with self.amp_ctx():
+                disp = self.depth(frames)[0]
+            _, depth = disp_to_depth(disp.float(), dc.min_depth, dc.max_depth)
+            depth_np = depth[:, 0].cpu().numpy()
+            for b in range(depth_np.shape[0]):
+                if not bool(batch["has_depth"][b]):
+                    continue
+                gt = batch["depth"][b, 0].numpy()
+                pred = depth_np[b]
+                if pred.shape != gt.shape:
+                    import cv2
+                    pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]),
+                                      interpolation=cv2.INTER_NEAREST)
+                m = compute_depth_metrics(pred, gt, v.min_depth, v.max_depth,
+                                          median_scaling=v.median_scaling)
+                if m["n_valid"] == 0:
+                    continue
+                per_image.append(m)
+                if v.median_scaling:
+                    scales.append(m["scale"])
+                elif self.cfg.scale.report_median_scale:
+                    scales.append(compute_depth_metrics(pred, gt, v.min_depth, v.max_depth,
+                                                        median_scaling=True)["scale"])
+                if metric_model and v.median_scaling:
+                    metric_raw.append(compute_depth_metrics(pred, gt, v.min_depth, v.max_depth,
+                                                            median_scaling=False))
+        self.depth.train()
+        if not per_image:
+            log.warning("validation: no clip of data.%s has valid ground-truth depth in "
+                        "(%g, %g) m", self.val_key, v.min_depth, v.max_depth)
+            return {}
+        out = dict(mean_metrics(per_image))
+        out["n_images"] = float(len(per_image))
+        if metric_raw:
+            raw = mean_metrics(metric_raw)
+            out.update({f"metric_{k}": raw[k] for k in ("abs_rel", "rmse", "a1")})
+        if self.cfg.scale.report_median_scale and scales:
+            rep = median_scale_report(scales)
+            out["median_scale"] = rep["median"]
+            out["median_scale_std"] = rep["std"]
+            log.info("validation: median GT/pred scale factor %.4f (std %.4f, %d images) — "
+                     "reporting only, not applied to the model", rep["median"], rep["std"],
+                     rep["n"])
+        return {k: float(val) for k, val in out.items() if isinstance(val, (int, float))}
+
+    def _after_validation(self, metrics: Dict[str, float]) -> None:
+        if not metrics:
+            return
+        self.last_val = metrics
+        shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in
+                          ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+                          if k in metrics)
+        log.info("step %d validation (data.%s, cap %g m): %s", self.step, self.val_key,
+                 self.cfg.val.max_depth, shown)
+        for k, val in metrics.items():
+            self._scalar(f"val/{k}", val)
+        key = self.cfg.val.best_metric
+        if key not in metrics or not math.isfinite(metrics[key]):
+            return
+        higher = key in ("a1", "a2", "a3")
+        best = self.best.get("value")
+        if best is None or (metrics[key] > best if higher else metrics[key] < best):
+            self.best = {"value": metrics[key], "step": self.step, "metric": key}
+            path = self._save_model("best.pt")
+            log.info("step %d: new best %s %.4f → %s", self.step, key, metrics[key], path)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> TrainSummary:
+        """Train until ``total_steps``; returns where the checkpoints are."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self._open_logs()
+        try:
+            if self.dist.is_main:
+                save_config(cfg, self.out_dir / "config.yaml")
+                log.info("training stage %s (adversarial %s, 3D loss %s, velocity %s) for %d "
+                         "steps (%d batches/epoch, batch %d x %d processes) on %s; output %s",
+                         cfg.train.stage, self.adv, self.night and cfg.loss.use_3d,
+                         cfg.scale.velocity, self.total_steps, self.primary.batches_per_epoch(),
+                         cfg.data.batch_size, self.dist.world_size, self.device, self.out_dir)
+            if self.step >= self.total_steps:
+                log.info("nothing to do: step %d >= %d total steps", self.step, self.total_steps)
+            bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                       disable=not (self.dist.is_main and cfg.train.progress),
+                       desc=f"{cfg.experiment.name}:{cfg.train.stage}")
+            acc: Dict[str, List[float]] = {}
+            t0 = time.perf_counter()
+            steps_since = 0
+            with _tqdm_logging(bar):
+                while self.step < self.total_steps:
+                    scalars = self.train_step()
+                    steps_since += 1
+                    for k, val in scalars.items():
+                        acc.setdefault(k, []).append(val)
+                    bar.update(1)
+                    if "loss/total" in scalars:
+                        bar.set_postfix(loss=f"{scalars['loss/total']:.4f}", refresh=False)
+                    if self.step % cfg.train.log_interval == 0 or self.step == self.total_steps:
+                        self._log_scalars(acc, steps_since / max(1e-9, time.perf_counter() - t0))
+                        acc, steps_since, t0 = {}, 0, time.perf_counter()
+                    if cfg.val.interval and self.step % cfg.val.interval == 0 and \
+                            self.step < self.total_steps:
+                        self._after_validation(self.validate())
+                        ddp.barrier()
+                    if self.step % cfg.train.checkpoint_interval == 0 or \
+                            self.step == self.total_steps:
+                        self.save_training_checkpoint()
+                    for cb in self.callbacks:
+                        cb(self.step)
+            bar.close()
+            metrics = self.validate() if self.dist.is_main else {}
+            self._after_validation(metrics)
+            final = best = None
+            if self.dist.is_main:
+                final = self._save_model("final.pt")
+                best = self.out_dir / "best.pt" if (self.out_dir / "best.pt").is_file() else None
+                info = self.model_info()
+                if cfg.scale.velocity and info.scale_source != "learned":
+                    log.warning("scale.velocity is on but no training clip carried speed and dt: "
+                                "the model is NOT metric (scale_source=none)")
+                log.info("done: %d steps; final model %s (scale_source=%s)", self.step, final,
+                         info.scale_source)
+            ddp.barrier()
+            return TrainSummary(self.out_dir, self.step, final, best, self.last_checkpoint,
+                                dict(self.last_val), self.model_info().scale_source)
+        finally:
+            self._close_logs()
+
+    def _log_scalars(self, acc: Dict[str, List[float]], steps_per_s: float) -> None:
+        means = {k: float(np.mean(v)) for k, v in acc.items() if v}
+        if self.dist.enabled:
+            keys = sorted(means)
+            t = ddp.all_reduce_mean(torch.tensor([means[k] for k in keys], dtype=torch.float64,
+                                                 device=self.device))
+            means = dict(zip(keys, t.tolist()))
+        if not self.dist.is_main:
+            return
+        for k, val in means.items():
+            self._scalar(k, val)
+        self._scalar("speed/steps_per_s", steps_per_s)
+        losses = " ".join(f"{k.split('/', 1)[1]} {val:.4g}" for k, val in means.items()
+                          if k.startswith("loss/"))
+        extra = " ".join(f"{k} {val:.3g}" for k, val in means.items() if k.startswith("D/"))
+        log.info("step %d/%d epoch %d | %s%s | lr %.2e | %.2f steps/s", self.step,
+                 self.total_steps, self.primary.epoch, losses, (" | " + extra) if extra else "",
+                 means.get("lr/generator", float("nan")), steps_per_s)
+
+
+@contextlib.contextmanager
+def _tqdm_logging(bar: Any):
+    """Route log lines through tqdm while a bar is shown, so they do not break it."""
+    if getattr(bar, "disable", True):
+        yield
+        return
+    try:
+        from tqdm.contrib.logging import logging_redirect_tqdm
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with logging_redirect_tqdm(loggers=[logging.getLogger("dasp_core"), logging.getLogger()]):
+        yield
+
+
+def _atomic_link(src: Path, dst: Path) -> None:
+    """Make ``dst`` a copy of ``src`` atomically (hard link when possible, else copy)."""
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)

@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""Benchmark of depth_node itself (everything but the network), over real DDS.
+
+Two runs, each with a separate "camera" process that publishes 640x480 rgb8 images plus
+CameraInfo and subscribes to every output (so every output is computed), both processes with
+``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``:
+
+1. **Overhead**: a zero-cost estimator (the real preprocess/postprocess of
+   ``dasp_core.runtime``, the network replaced by a constant disparity) — what the node adds
+   per frame: decode, preprocess + postprocess, scale, depth/depth_mm/colour/point cloud,
+   publish. Also a stage-by-stage micro-benchmark of the same functions without ROS.
+2. **Latest-frame under overload**: 30 Hz input, a slow model (default 100 ms). The node's RSS
+   must stay flat (no backlog anywhere) and the age of published depth (receive time − image
+   stamp, same host clock) must stay bounded (about one model run plus one frame period).
+
+Writes ``bench_node.md`` (a Markdown section for docs) and PNG figures into ``--out``.
+
+    .venv/bin/python scripts/bench_node.py --out docs/bench_node      # full (quiet machine)
+    .venv/bin/python scripts/bench_node.py --quick --out /tmp/bn      # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+log = logging.getLogger("bench_node")
+WIDTH, HEIGHT = 640, 480
+K = np.array([[500.0, 0.0, 319.5], [0.0, 500.0, 239.5], [0.0, 0.0, 1.0]])
+
+
+class Spinner:
+    """Spins an executor in a thread until :meth:`stop` (joined before nodes are destroyed,
+    so no callback runs into a destroyed node)."""
+
+    def __init__(self, executor: Any):
+        self._ex = executor
+        self._run = True
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while self._run:
+            self._ex.spin_once(timeout_sec=0.05)
+
+    def stop(self) -> None:
+        self._run = False
+        self._thread.join()
+        self._ex.shutdown()
+
+
+# ----------------------------------------------------------------------------- camera process
+
+def camera_main(args: argparse.Namespace) -> int:
+    """Child: publish images + CameraInfo at ``--rate``, record output arrivals, write JSON."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from dasp_ros.image_codec import array_to_image
+
+    rclpy.init(domain_id=args.domain)
+    node = rclpy.create_node("bench_camera", namespace=args.ns)
+    img_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    info_pub = node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+    arrivals: Dict[str, List[Tuple[float, float]]] = {"depth": [], "points": [], "other": []}
+
+    def on(kind: str):
+        def cb(msg: Any) -> None:
+            stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            arrivals[kind].append((time.time(), stamp))
+        return cb
+
+    for topic, typ, kind in (("depth", Image, "depth"), ("depth_mm", Image, "other"),
+                             ("depth/color", Image, "other"),
+                             ("depth/camera_info", CameraInfo, "other"),
+                             ("points", PointCloud2, "points")):
+        node.create_subscription(typ, topic, on(kind), 10)
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    spinner = Spinner(ex)
+    end = time.monotonic() + 60
+    while img_pub.get_subscription_count() == 0:
+        if time.monotonic() > end:
+            print("no subscriber for the image in 60 s", file=sys.stderr)
+            return 2
+        time.sleep(0.05)
+    time.sleep(1.0)
+    rgb = np.random.default_rng(0).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    info = CameraInfo(width=WIDTH, height=HEIGHT, distortion_model="plumb_bob")
+    info.k = K.ravel()
+    info.p = np.concatenate([K, np.zeros((3, 1))], 1).ravel()
+    info.r = np.eye(3).ravel()
+    info.d = [0.0] * 5
+    n = int(args.duration * args.rate)
+    t0 = time.monotonic()
+    for i in range(n):
+        now = time.time()
+        msg = array_to_image(rgb, "rgb8")
+        msg.header.frame_id = "camera_optical_frame"
+        msg.header.stamp.sec, msg.header.stamp.nanosec = int(now), int(now % 1 * 1e9)
+        info.header = msg.header
+        info_pub.publish(info)
+        img_pub.publish(msg)
+        time.sleep(max(0.0, t0 + (i + 1) / args.rate - time.monotonic()))
+    time.sleep(max(1.0, 3 * args.model_ms / 1000))
+    spinner.stop()
+    Path(args.result).write_text(json.dumps({"published": n, "arrivals": arrivals}))
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+# ----------------------------------------------------------------------------- node process
+
+class ZeroCostEstimator:
+    """The runtime's real preprocess/postprocess around a network that costs nothing (a
+    constant disparity); ``delay_s`` simulates a slow network."""
+
+    backend = "zero-cost"
+
+    def __init__(self, delay_s: float = 0.0):
+        from dasp_core.runtime.base import ModelInfo
+
+        self.info = ModelInfo(input_height=192, input_width=640, min_depth=0.1, max_depth=100.0,
+                              scale_factor=1.0, scale_source="learned", name="zero-cost")
+        self.delay_s = delay_s
+        rows = np.linspace(0.02, 0.6, self.info.input_height, dtype=np.float32)[:, None]
+        self._disp = np.broadcast_to(rows, (self.info.input_height, self.info.input_width)) \
+            .copy()[None, None]
+
+    def infer_disparity(self, batch: np.ndarray) -> np.ndarray:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return np.broadcast_to(self._disp, (batch.shape[0],) + self._disp.shape[1:])
+
+    def predict(self, image: np.ndarray, output_size=None) -> np.ndarray:
+        from dasp_core.runtime.preprocess import postprocess, preprocess
+
+        disp = self.infer_disparity(preprocess(image, (self.info.input_height,
+                                                       self.info.input_width)))
+        return postprocess(disp[0, 0], self.info, output_size or image.shape[:2])
+
+    def predict_batch(self, images, output_size=None):
+        return np.stack([self.predict(im, output_size) for im in images])
+
+
+def rss_mib() -> float:
+    """Resident set size of this process in MiB (from /proc, no psutil)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def run_node(name: str, estimator: Any, rate: float, duration: float, model_ms: float,
+             domain: int, out: Path) -> Dict[str, Any]:
+    """Run DepthNode here and the camera process beside it; return stats and samples."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from dasp_ros.depth_node import DepthNode
+
+    ns = f"/bench_{name}_{os.getpid()}"
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    overrides = {"publish_depth_mm": True, "points_decimation": 2, "diagnostics_period": 1.0}
+    node = DepthNode(estimator, context=ctx, namespace=ns,
+                     parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    spinner = Spinner(ex)
+    result = out / f"camera_{name}.json"
+    cmd = [sys.executable, __file__, "--role", "camera", "--ns", ns, "--rate", str(rate),
+           "--duration", str(duration), "--domain", str(domain), "--model-ms", str(model_ms),
+           "--result", str(result)]
+    env = dict(os.environ, FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA")
+    env.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    proc = subprocess.Popen(cmd, env=env)
+    t0 = time.monotonic()
+    rss: List[Tuple[float, float]] = []
+    while proc.poll() is None:
+        rss.append((time.monotonic() - t0, rss_mib()))
+        time.sleep(0.25)
+    if proc.returncode != 0:
+        raise RuntimeError(f"camera process failed with exit code {proc.returncode}")
+    cam = json.loads(result.read_text())
+    stats = node.stats
+    lat = {k: stats.latencies_raw_ms(k).tolist() for k in
+           ("decode", "model", "outputs", "overhead", "total", "age")}
+    counters = stats.snapshot().counters
+    spinner.stop()
+    node.destroy_node()
+    rclpy.shutdown(context=ctx)
+    return {"latencies_ms": lat, "counters": counters, "rss": rss, "camera": cam}
+
+
+# ----------------------------------------------------------------------------- micro-benchmark
+
+def micro_benchmark(repeats: int) -> Dict[str, List[float]]:
+    """Per-stage times (ms) of the node's work on one 640x480 frame, without ROS transport."""
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image  # noqa: F401  (message types must be importable)
+
+    from dasp_core.runtime.preprocess import postprocess, preprocess
+    from dasp_ros import image_codec as ic
+    from dasp_ros import pointcloud as pc
+    from dasp_ros.camera_info import Intrinsics, pixel_rays
+    from dasp_ros.depth_node import apply_range
+
+    est = ZeroCostEstimator()
+    rgb = np.random.default_rng(0).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    msg = ic.array_to_image(rgb, "rgb8")
+    rays = pixel_rays(Intrinsics(K, WIDTH, HEIGHT))
+    state: Dict[str, Any] = {}
+    stages = {
+        "decode rgb8": lambda: state.__setitem__("rgb", ic.image_to_rgb8(msg)),
+        "preprocess": lambda: state.__setitem__("x", preprocess(state["rgb"], (192, 640))),
+        "postprocess": lambda: state.__setitem__(
+            "d", postprocess(est._disp[0, 0], est.info, (HEIGHT, WIDTH))),
+        "range mask": lambda: state.__setitem__("d32", apply_range(state["d"], 0.1, 80.0)),
+        "depth msg": lambda: state.__setitem__("m", ic.array_to_image(state["d32"], "32FC1")),
+        "depth_mm msg": lambda: ic.array_to_image(ic.depth_to_mm(state["d32"]), "16UC1"),
+        "colour msg": lambda: ic.array_to_image(ic.colorize_depth(state["d"], 1.0, 50.0),
+                                                "bgr8"),
+        "cloud msg (dec 2)": lambda: state.__setitem__("c", pc.cloud_to_msg(pc.build_cloud(
+            pc.depth_to_xyz(state["d32"][::2, ::2], rays[::2, ::2]), rgb[::2, ::2]))),
+        "serialize depth": lambda: serialize_message(state["m"]),
+        "serialize cloud": lambda: serialize_message(state["c"]),
+    }
+    times: Dict[str, List[float]] = {k: [] for k in stages}
+    for i in range(repeats + 3):
+        for name, fn in stages.items():
+            t = time.perf_counter()
+            fn()
+            if i >= 3:  # warm-up
+                times[name].append((time.perf_counter() - t) * 1e3)
+    return times
+
+
+# ----------------------------------------------------------------------------- report
+
+def pct(values: List[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def write_report(out: Path, micro: Dict[str, List[float]], over: Dict[str, Any],
+                 slow: Dict[str, Any], args: argparse.Namespace) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # figure 1: per-stage micro-benchmark + in-node latency distributions
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    names = list(micro)
+    p50 = [pct(micro[n], 50) for n in names]
+    p99 = [pct(micro[n], 99) for n in names]
+    y = np.arange(len(names))
+    axes[0].barh(y - 0.2, p50, 0.4, label="p50")
+    axes[0].barh(y + 0.2, p99, 0.4, label="p99")
+    axes[0].set_yticks(y, names)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("ms per 640x480 frame")
+    axes[0].set_title("node stages (no transport)")
+    axes[0].legend()
+    lat = over["latencies_ms"]
+    for key, label in (("decode", "decode"), ("model", "pre+postprocess (zero-cost net)"),
+                       ("outputs", "outputs + publish"), ("total", "total")):
+        if lat[key]:
+            axes[1].hist(lat[key], bins=40, histtype="step", label=label)
+    axes[1].set_xlabel("ms")
+    axes[1].set_ylabel("frames")
+    axes[1].set_title(f"in the node at {args.overhead_rate:g} Hz over DDS")
+    axes[1].legend()
+    fig.tight_layout()
+    f1 = out / "bench_node_overhead.png"
+    fig.savefig(f1, dpi=110)
+    plt.close(fig)
+
+    # figure 2: RSS and depth age under overload
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    t, r = zip(*slow["rss"]) if slow["rss"] else ((), ())
+    axes[0].plot(t, r)
+    axes[0].set_xlabel("s")
+    axes[0].set_ylabel("node RSS [MiB]")
+    axes[0].set_title(f"{args.rate:g} Hz input, {args.model_ms:g} ms model")
+    arr = np.array(slow["camera"]["arrivals"]["depth"])
+    if arr.size:
+        axes[1].plot(arr[:, 0] - arr[0, 0], (arr[:, 0] - arr[:, 1]) * 1e3, ".", ms=3)
+    axes[1].set_xlabel("s")
+    axes[1].set_ylabel("published depth age [ms]")
+    axes[1].set_title("age = arrival − image stamp")
+    fig.tight_layout()
+    f2 = out / "bench_node_overload.png"
+    fig.savefig(f2, dpi=110)
+    plt.close(fig)
+
+    def row(name: str, values: List[float]) -> str:
+        return f"| {name} | {pct(values, 50):.2f} | {pct(values, 99):.2f} |"
+
+    ages = ((arr[:, 0] - arr[:, 1]) * 1e3).tolist() if arr.size else []
+    rss_vals = [v for _, v in slow["rss"]]
+    q = len(rss_vals) // 4  # skip the first quarter: start-up allocations, DDS buffers
+    rss_growth = (np.mean(rss_vals[3 * q:]) - np.mean(rss_vals[q:2 * q])) if q else float("nan")
+    c_over, c_slow = over["counters"], slow["counters"]
+    lines = [
+        "## depth_node overhead and latest-frame behaviour",
+        "",
+        f"`scripts/bench_node.py{' --quick' if args.quick else ''}`: {WIDTH}x{HEIGHT} rgb8 "
+        "input from a separate process over Fast DDS (`FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` "
+        "in both), every output subscribed (depth, depth_mm, depth/color, depth/camera_info, "
+        "points xyzrgb with decimation 2), camera-resolution output. "
+        f"Machine: {os.cpu_count()} CPU cores.",
+        "",
+        "### Per-frame work of the node, model excluded",
+        "",
+        f"Zero-cost estimator (runtime preprocess/postprocess, constant network output), "
+        f"{args.overhead_rate:g} Hz input, {c_over['frames_processed']} frames processed, "
+        f"{c_over['frames_dropped']} dropped.",
+        "",
+        "| Stage (in the node) | p50 [ms] | p99 [ms] |",
+        "|---|---|---|",
+        row("decode", lat["decode"]),
+        row("preprocess + postprocess (network = 0)", lat["model"]),
+        row("outputs (scale, depth, depth_mm, colour, cloud, publish)", lat["outputs"]),
+        row("**total per frame**", lat["total"]),
+        row("receive → outputs published (incl. wait in slot)", lat["age"]),
+        "",
+        f"Stages without ROS transport ({len(next(iter(micro.values())))} repeats):",
+        "",
+        "| Stage | p50 [ms] | p99 [ms] |",
+        "|---|---|---|",
+        *[row(n, v) for n, v in micro.items()],
+        "",
+        f"![overhead]({f1.name})",
+        "",
+        "### 30 Hz input, slow model: no backlog",
+        "",
+        f"{args.rate:g} Hz input for {args.duration:g} s, model {args.model_ms:g} ms: "
+        f"{c_slow['frames_received']} frames received, {c_slow['frames_processed']} processed, "
+        f"{c_slow['frames_dropped']} dropped by the latest-frame slot "
+        f"({slow['camera']['published']} published by the camera).",
+        "",
+        "| Measure | Value |",
+        "|---|---|",
+        f"| published depth age p50 / p99 / max [ms] | {pct(ages, 50):.0f} / {pct(ages, 99):.0f}"
+        f" / {max(ages) if ages else float('nan'):.0f} |",
+        f"| node RSS first / last [MiB] | {rss_vals[0] if rss_vals else float('nan'):.1f} / "
+        f"{rss_vals[-1] if rss_vals else float('nan'):.1f} |",
+        f"| RSS growth, last quarter − second quarter mean [MiB] | {rss_growth:.2f} |",
+        "",
+        "The age stays near one model run plus up to one frame period (the newest frame waits "
+        "at most one inference); a queue would make it grow without bound, and the RSS with it.",
+        "",
+        f"![overload]({f2.name})",
+        "",
+    ]
+    md = out / "bench_node.md"
+    md.write_text("\n".join(lines))
+    (out / "bench_node.json").write_text(json.dumps({
+        "micro_ms": micro, "overhead": over, "overload": slow}, default=float))
+    return md
+
+
+# ----------------------------------------------------------------------------- main
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="outputs/bench_node", help="output directory")
+    p.add_argument("--quick", action="store_true", help="smoke test: a few seconds per run")
+    p.add_argument("--rate", type=float, default=30.0, help="input rate of the overload run [Hz]")
+    p.add_argument("--model-ms", type=float, default=100.0, help="slow model time [ms]")
+    p.add_argument("--duration", type=float, default=60.0, help="overload run length [s]")
+    p.add_argument("--overhead-rate", type=float, default=10.0,
+                   help="input rate of the overhead run [Hz]")
+    p.add_argument("--overhead-duration", type=float, default=30.0, help="overhead run [s]")
+    p.add_argument("--repeats", type=int, default=200, help="micro-benchmark repeats")
+    p.add_argument("--domain", type=int, default=100 + os.getpid() % 50, help="ROS_DOMAIN_ID")
+    # internal: the camera child process
+    p.add_argument("--role", choices=("node", "camera"), default="node", help=argparse.SUPPRESS)
+    p.add_argument("--ns", default="", help=argparse.SUPPRESS)
+    p.add_argument("--result", default="", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.role == "camera":
+        return camera_main(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.quick:
+        args.duration, args.overhead_duration, args.repeats = 4.0, 3.0, 10
+    # rmw_fastrtps reads this when the first node of a context creates its participant;
+    # the camera process gets the same value (mismatched participants do not communicate)
+    os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("micro-benchmark (%d repeats)", args.repeats)
+    micro = micro_benchmark(args.repeats)
+    log.info("overhead run: zero-cost model, %g Hz for %g s", args.overhead_rate,
+             args.overhead_duration)
+    over = run_node("overhead", ZeroCostEstimator(), args.overhead_rate, args.overhead_duration,
+                    0.0, args.domain, out)
+    log.info("overload run: %g Hz, %g ms model, %g s", args.rate, args.model_ms, args.duration)
+    slow = run_node("overload", ZeroCostEstimator(args.model_ms / 1000.0), args.rate,
+                    args.duration, args.model_ms, args.domain, out)
+    md = write_report(out, micro, over, slow, args)
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
