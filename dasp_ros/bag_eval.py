@@ -224,6 +224,7 @@ class OnlineEvaluator:
             "frames_in": n_in, "frames_out": len(self.outputs), "frames_answered": answered,
             "dropped": n_in - answered, "drop_rate": (n_in - answered) / n_in if n_in else 0.0,
             "unmatched_gt": self.unmatched_gt, "score_errors": self.errors,
+            "input_stamps": sorted(self.inputs), "per_image": list(self.per_image),
             "latency_ms": ({"p50": float(np.percentile(lat, 50)),
                             "p99": float(np.percentile(lat, 99)),
                             "mean": float(lat.mean()), "max": float(lat.max()), "n": int(lat.size)}

@@ -64,7 +64,10 @@ def start_node(model: str, backend: str, threads: int, env: Dict[str, str], log:
            "-r", "__ns:=/dasp", "-r", "image:=/camera/image_raw",
            "-r", "camera_info:=/camera/camera_info", "-r", "diagnostics:=/diagnostics",
            "-p", f"model:={model}", "-p", f"backend:={backend}", "-p", f"threads:={threads}",
-           "-p", "qos_reliability:=reliable", "-p", "output_qos_depth:=5"]
+           "-p", "qos_reliability:=reliable", "-p", "output_qos_depth:=5",
+           # no range cut on the published depth: the evaluator must see the model's own
+           # output (median scaling happens after; a cut at 80 m before it would bias scores)
+           "-p", "min_range:=0.0", "-p", "max_range:=1000.0"]
     LOG.info("starting depth node: %s", " ".join(cmd))
     return subprocess.Popen(cmd, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)

@@ -18,8 +18,8 @@ CFG = SyntheticConfig(height=96, width=320)
 CFG_WARP = SyntheticConfig(height=128, width=416)
 
 # thresholds of the geometry proof (mean absolute error of [0, 1] RGB on static visible pixels)
-MAE_CLEAN = 0.015      # measured ~0.008: bilinear resampling of sharp texture/edges
-MAE_NOISY = 0.022      # measured ~0.013: plus sensor noise in both frames
+MAE_CLEAN = 0.018      # measured 0.009 mean, 0.013 max over 16 frames (bilinear resampling)
+MAE_NOISY = 0.022      # measured 0.0135 mean, 0.0164 max (plus sensor noise in both frames)
 PERTURBED_RATIO = 3.0  # a 20 cm / 1° pose error must be at least this much worse
 
 

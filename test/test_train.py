@@ -239,7 +239,7 @@ def test_velocity_loss_ignores_clips_without_speed():
     dt = torch.tensor([0.1, float("nan")])
     t = torch.ones(2, 3, requires_grad=True)
     loss, n = velocity_loss([t], [1], speed, dt)
-    assert n == 0 and float(loss) == 0.0
+    assert n == 0 and float(loss.detach()) == 0.0
     loss.backward()
     assert float(t.grad.abs().sum()) == 0.0
     target, valid = velocity_targets(torch.tensor([3.0]), torch.tensor([0.2]), -2)
@@ -421,6 +421,40 @@ def test_cli_describe_and_errors(tmp_path, capsys):
     assert main(["train", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "loss.adversarial" in err and "'dasp', 'rnw', 'none'" in err
+
+
+def _synthetic_overrides() -> list:
+    out = [f"data.height={H}", f"data.width={W}", "data.batch_size=2", "data.num_workers=0",
+           "model.depth.decoder_channels=[8,8,16,16,32]", "model.pose.decoder_channels=32",
+           "model.discriminator.num_blocks=2", "model.discriminator.base_channels=8",
+           "train.progress=false", "train.tensorboard=false", "train.max_steps=2",
+           "train.checkpoint_interval=1", "val.max_batches=1", "data.augment=null"]
+    for key, start in (("day_train", 0), ("night_train", 100), ("day_val", 200),
+                       ("night_val", 300)):
+        out += [f"data.{key}.seeds={{start: {start}, count: 1}}",
+                f"data.{key}.frames_per_sequence=4",
+                f"data.{key}.render={{height: {H}, width: {W}, noise: false}}"]
+    return out
+
+
+def test_cli_trains_day_then_night_on_synthetic_drives(tmp_path, capsys):
+    """The shipped small config end to end through `dasp train` (tiny sizes)."""
+    from dasp_core.cli import main
+
+    cfg = str(REPO / "config" / "train_synthetic_small.yaml")
+    day, nite = tmp_path / "day", tmp_path / "night"
+    assert main(["train", cfg, "--out", str(day), *_synthetic_overrides()]) == 0
+    info = read_checkpoint(day / "final.pt")["model_info"]
+    assert info["scale_source"] == "learned"
+    assert (info["input_height"], info["input_width"]) == (H, W)
+    # an existing run is never overwritten silently
+    assert main(["train", cfg, "--out", str(day), *_synthetic_overrides()]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["train", cfg, "--out", str(nite), "train.stage=night",
+                 f"train.day_checkpoint={day / 'final.pt'}", *_synthetic_overrides()]) == 0
+    ck = read_checkpoint(nite / "final.pt")
+    assert ck["disc_kind"] == "splb" and ck["train_state"]["step"] == 2
+    assert "val" in ck["model_info"]["extra"]
 
 
 # ----------------------------------------------------------------------------- DDP

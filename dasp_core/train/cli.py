@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = __doc__.split("\n", 2)[2]  # the examples above
     p.add_argument("config", nargs="?", help="training YAML (see config/train_*.yaml)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides with dotted keys, e.g. loss.lambda_3d=0.1")

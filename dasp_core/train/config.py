@@ -373,7 +373,8 @@ class TrainingConfig:
             if seq_len != len(d.offsets):
                 raise ConfigError("model.discriminator.seq_len", seq_len,
                                   f"{len(d.offsets)} (the number of data.offsets)")
-        if l.disc_scale not in tuple(self.model.depth.scales):
+        if t.stage == "night" and l.adversarial != "none" and \
+                l.disc_scale not in tuple(self.model.depth.scales):
             raise ConfigError("loss.disc_scale", l.disc_scale,
                               f"one of model.depth.scales {list(self.model.depth.scales)}")
         if self.optim.milestone_unit == "fraction":

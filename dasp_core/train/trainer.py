@@ -955,7 +955,7 @@ class Trainer:
     def _log_scalars(self, acc: Dict[str, List[float]], steps_per_s: float) -> None:
         means = {k: float(np.mean(v)) for k, v in acc.items() if v}
         if self.dist.enabled:
-            keys = sorted(means)
+            keys = list(means)  # same insertion order on every rank (same code path)
             t = ddp.all_reduce_mean(torch.tensor([means[k] for k in keys], dtype=torch.float64,
                                                  device=self.device))
             means = dict(zip(keys, t.tolist()))

@@ -34,7 +34,7 @@ import csv
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List
 
 import cv2
 import numpy as np

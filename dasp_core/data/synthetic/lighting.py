@@ -16,7 +16,7 @@ with a smooth range window; optional wet road with a Phong highlight of every li
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -300,7 +300,7 @@ def dynamic_ground_shadows(prims: Prims, sun_dir: np.ndarray, T_wc: np.ndarray,
     for k in range(len(prims)):
         if np.hypot(*(prims.center[k, :2] - cam[:2])) > max_dist:
             continue
-        if prims.kind[k] == KIND_BOX and not abs(prims.yaw[k]) % (np.pi / 2) < 1e-9:
+        if prims.kind[k] == KIND_BOX:  # exact corners, also for yawed boxes (lead car)
             c, s = np.cos(prims.yaw[k]), np.sin(prims.yaw[k])
             h = prims.half[k]
             loc = (_CORNER_BITS * 2 - 1) * h

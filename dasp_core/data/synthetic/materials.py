@@ -21,7 +21,7 @@ import numpy as np
 
 from dasp_core.data.synthetic.grid import StreetGrid
 from dasp_core.data.synthetic.primitives import (
-    KIND_ELLIPSOID, MAT_BUILDING, N_PARAMS, MAT_CABIN, MAT_CAR, MAT_FOLIAGE, MAT_GROUND, MAT_LAMP,
+    MAT_BUILDING, MAT_CABIN, MAT_CAR, MAT_FOLIAGE, MAT_GROUND, MAT_LAMP, N_PARAMS,
     MAT_POLE, MAT_PROP, MAT_SKY, MAT_TRUNK, MAT_WALL, N_MATERIALS, P_FLOOR_H, P_GF_H,
     P_LAMP_COLOR, P_LAMP_ON, P_LIGHTS, P_LIT, P_SHOP, P_VKIND, P_WHEEL_Z, P_WIN_H, P_WIN_OFF,
     P_WIN_SP, P_WIN_W, Prims)
@@ -138,28 +138,34 @@ def _ground_albedo(x: np.ndarray, y: np.ndarray, fx: np.ndarray, fy: np.ndarray,
             (ady, x, fyy, fxx, tabs.h, jh, adx > rv)):
         lanes = spec["lanes"][idx]
         lane_w = spec["lane_w"][idx]
-        parking = spec["parking"][idx]
-        on = outside_box.astype(np.float32)
+        # only pixels whose footprint can touch one of the three lines (centre, divider, edge)
+        reach = f_cross + np.float32(0.25)
+        near = outside_box & ((a_cross < reach) | (np.abs(a_cross - lane_w) < reach) |
+                              (np.abs(a_cross - lanes * lane_w) < reach))
+        sub = np.flatnonzero(near)
+        if sub.size == 0:
+            continue
+        ac, aa, fc, fa = a_cross[sub], a_along[sub], f_cross[sub], f_along[sub]
+        ln, lw = lanes[sub], lane_w[sub]
+        two = ln > 1.5
         # centre line: double solid on 2-lane streets, dashed on 1-lane streets
-        dbl = band_coverage(a_cross, 0.06, 0.1, f_cross) * (lanes > 1.5)
-        single = band_coverage(a_cross, -0.06, 0.12, f_cross) * (lanes < 1.5) * \
-            pulse_coverage(a_along, 8.0, 3.0, f_along)
-        centre = (dbl + single) * on
+        centre = np.where(two, band_coverage(ac, 0.06, 0.1, fc),
+                          band_coverage(ac, -0.06, 0.12, fc) * pulse_coverage(aa, 8.0, 3.0, fa))
         # lane divider (dashed) and edge line (solid, next to the parking lane)
-        div = band_coverage(a_cross, lane_w - 0.06, 0.12, f_cross) * (lanes > 1.5) * \
-            pulse_coverage(a_along, 9.0, 3.0, f_along, 1.5)
-        edge = band_coverage(a_cross, lanes * lane_w - 0.06, 0.12, f_cross) * \
-            (parking > 0.5)
-        mark = np.maximum(mark, np.maximum(centre, (div + edge) * on))
-        yellow = np.maximum(yellow, centre * spec["yellow"][idx])
+        div = band_coverage(ac, lw - 0.06, 0.12, fc) * two * \
+            pulse_coverage(aa, 9.0, 3.0, fa, 1.5)
+        edge = band_coverage(ac, ln * lw - 0.06, 0.12, fc) * (spec["parking"][idx[sub]] > 0.5)
+        mark[sub] = np.maximum(mark[sub], np.maximum(centre, div + edge))
+        yellow[sub] = np.maximum(yellow[sub], centre * spec["yellow"][idx[sub]])
     # crosswalks: stripes across each approach, just outside the crossing box
     has = tabs.zebra[i - tabs.i0, j - tabs.j0]
     for a_cross, a_other, f_cross, r_self, r_other, w_other in (
             (dx, ady, fxx, rv, rh, wh), (dy, adx, fyy, rh, rv, wv)):
-        band = (a_other > r_other + 0.6) & (a_other < r_other + np.minimum(w_other, 4.0) + 0.3) & \
-            (np.abs(a_cross) < r_self - 0.3) & has
-        stripes = pulse_coverage(a_cross, 1.2, 0.6, f_cross, 0.3)
-        mark = np.where(band, np.maximum(mark, stripes), mark)
+        band = np.flatnonzero((a_other > r_other + 0.6) & (np.abs(a_cross) < r_self - 0.3) &
+                              (a_other < r_other + np.minimum(w_other, 4.0) + 0.3) & has)
+        if band.size:
+            stripes = pulse_coverage(a_cross[band], 1.2, 0.6, f_cross[band], 0.3)
+            mark[band] = np.maximum(mark[band], stripes)
     mark = mark * np.clip(0.85 + 0.3 * noise[2], 0.4, 1.0)  # worn paint
     white = np.float32(0.62)
     m_r = (1 - yellow) * white + yellow * 0.62
@@ -167,8 +173,11 @@ def _ground_albedo(x: np.ndarray, y: np.ndarray, fx: np.ndarray, fy: np.ndarray,
     m_b = (1 - yellow) * white + yellow * 0.08
 
     # pavement: paving tiles with darker joints, a light curb stone next to the road
-    tile = 1.0 - 0.45 * np.maximum(pulse_coverage(x, 0.6, 0.025, fxx),
-                                   pulse_coverage(y, 0.6, 0.025, fyy))
+    tile = np.ones_like(x)
+    ps = np.flatnonzero(pav > 0)
+    if ps.size:
+        tile[ps] -= 0.45 * np.maximum(pulse_coverage(x[ps], 0.6, 0.025, fxx[ps]),
+                                      pulse_coverage(y[ps], 0.6, 0.025, fyy[ps]))
     curb = np.maximum(np.clip(1.0 - np.abs(adx - rv - 0.13) / 0.13, 0, 1) * (ady > rh),
                       np.clip(1.0 - np.abs(ady - rh - 0.13) / 0.13, 0, 1) * (adx > rv))
     pav_base = np.float32(0.30) * tile * (1.0 + 0.12 * noise[0] + 0.1 * noise[2] + 0.1 * n_fine)

@@ -235,7 +235,7 @@ class EgoMotion:
         ss = np.zeros(n)
         vs = np.zeros(n)
         acc = np.zeros(n)
-        v = float(route.legs[0][1]) if rng.random() < 0.8 else 0.0
+        v = min(float(route.legs[0][1]), cfg.max_speed - 0.15) if rng.random() < 0.8 else 0.0
         s = 0.0
         stops = list(route.stops)
         legs_s = np.array([l[0] for l in route.legs])
@@ -255,7 +255,8 @@ class EgoMotion:
                     braking_for = None
                 continue
             leg = int(np.searchsorted(legs_s, s, side="right") - 1)
-            lim = float(legs_v[max(leg, 0)])
+            # margin: body pitch/roll add a few cm/s at the camera, which must stay <= max_speed
+            lim = min(float(legs_v[max(leg, 0)]), cfg.max_speed - 0.15)
             for sa, sb, R in arcs:
                 vc = np.sqrt(A_LAT * R)
                 if s < sa:
