@@ -152,8 +152,38 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {k + ':':<21} {v}")
     print(f"  report:               {out / 'eval' / 'report.md'}")
     print(f"  node log:             {out / 'depth_node.log'}")
+    if args.docs:
+        publish_docs(Path(args.docs), out, summary, report)
     ok = summary["frames_out"] > 0
     return 0 if ok else 1
+
+
+def publish_docs(docs: Path, out: Path, summary: Dict, report: str) -> None:
+    """Copy the picture and the report into ``docs`` with the command and the machine."""
+    import platform
+    import shutil
+
+    docs.mkdir(parents=True, exist_ok=True)
+    files = summary["files"]
+    if "depth strip" in files:
+        shutil.copy(files["depth strip"], docs / "night_drive_strip.png")
+    if "drive GIF" in files and Path(files["drive GIF"]).stat().st_size < 4_000_000:
+        shutil.copy(files["drive GIF"], docs / "night_drive.gif")
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    cmd = "python -m dasp_ros.night_drive " + " ".join(sys.argv[1:])
+    body = report.split("## Files")[0].replace("# Live evaluation of the depth node", "").strip()
+    text = "\n".join([
+        "# The main job: a synthetic night drive through the depth node", "",
+        f"Command: `{cmd}` (what `make run` runs, plus `--docs docs`).", "",
+        f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        "depth_node, bag_eval and the replay in three processes over Fast DDS "
+        "(`FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`), the shipped model on ONNX Runtime.", "",
+        "![camera | DASP depth | ground truth | error](night_drive_strip.png)", "",
+        body, "",
+        "![the drive: camera over depth](night_drive.gif)" if (docs / "night_drive.gif").exists()
+        else ""])
+    (docs / "night_drive.md").write_text(text + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=800)
     p.add_argument("--rate", type=float, default=1.0, help="replay speed factor")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="night test seed")
+    p.add_argument("--docs", default="", help="also copy the picture and report into this "
+                   "folder (docs/night_drive.md)")
     p.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0),
                    help="ROS_DOMAIN_ID for all processes")
     return p

@@ -288,3 +288,16 @@ def test_launch_file_maps_spec_onto_launch_ros(monkeypatch):
     assert kw["executable"] == "depth_node" and kw["namespace"] == "/cam"
     assert ("image/compressed", "/cam/image_raw/compressed") in kw["remappings"]
     assert kw["parameters"][1]["image_transport"] == "compressed"
+
+
+def test_readme_parameter_table_is_generated_from_params():
+    """The README's table is markdown_table() verbatim (regenerate: scripts/update_readme.py)."""
+    from pathlib import Path
+
+    from dasp_ros.params import markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start, end = "<!-- params-table:start -->", "<!-- params-table:end -->"
+    assert start in readme and end in readme
+    table = readme.split(start, 1)[1].split(end, 1)[0].strip()
+    assert table == markdown_table().strip()
