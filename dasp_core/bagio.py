@@ -17,7 +17,8 @@ Writing::
 
 Conventions (REP 118/117, sensor_msgs): ``Image.step`` is the row length in bytes (rows may be
 padded), multi-byte encodings honour ``is_bigendian``; depth images are 32FC1 in metres with
-NaN for invalid, or 16UC1 / mono16 in millimetres with 0 for invalid. Converters raise
+NaN for invalid, or 16UC1 / mono16 in millimetres with 0 for invalid. The pixel decoding and
+encoding are :mod:`dasp_core.image_msgs` (shared with the ROS node); the converters here raise
 :class:`BagFormatError` naming the topic and message index and what is allowed.
 """
 
@@ -31,6 +32,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
+from dasp_core import image_msgs
 from dasp_core.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -44,15 +46,13 @@ __all__ = [
     "BagWriter", "BagReader", "read_messages", "bag_topics", "bag_custom_data",
 ]
 
-# encoding → (numpy dtype, channels)
+# The encodings bags are read and written with here (encoding → (numpy dtype, channels)); the
+# layouts come from the shared table of :mod:`dasp_core.image_msgs`.
 IMAGE_ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {
-    "rgb8": (np.dtype(np.uint8), 3), "bgr8": (np.dtype(np.uint8), 3),
-    "rgba8": (np.dtype(np.uint8), 4), "bgra8": (np.dtype(np.uint8), 4),
-    "mono8": (np.dtype(np.uint8), 1), "8UC1": (np.dtype(np.uint8), 1),
-    "mono16": (np.dtype(np.uint16), 1), "16UC1": (np.dtype(np.uint16), 1),
-    "32FC1": (np.dtype(np.float32), 1),
-}
-COMPRESSED_FORMATS = ("jpeg", "png")
+    enc: (np.dtype(image_msgs.ENCODINGS[enc][0]), image_msgs.ENCODINGS[enc][1])
+    for enc in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "mono16", "16UC1", "32FC1")}
+_COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "mono16")
+COMPRESSED_FORMATS = image_msgs.COMPRESSED_FORMATS
 STORAGES = ("mcap", "sqlite3")
 
 
@@ -104,11 +104,22 @@ def make_header(stamp_ns: int, frame_id: str, ts=None):
 
 
 # ============================================================================ Image
-def _as_bytes(data: Any) -> np.ndarray:
-    """Message ``data`` (numpy array, bytes, list) → flat uint8 array."""
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return np.frombuffer(data, dtype=np.uint8)
-    return np.asarray(data, dtype=np.uint8).reshape(-1)
+def _decoded(decode, msg: Any, kind: str, topic: str, index: int,
+             allowed: Optional[str] = None) -> np.ndarray:
+    """``decode(msg)`` (a :mod:`dasp_core.image_msgs` decoder) with its
+    :class:`~dasp_core.image_msgs.ImageDecodeError` turned into a :class:`BagFormatError`."""
+    try:
+        return decode(msg)
+    except image_msgs.ImageDecodeError as exc:
+        raise BagFormatError(topic, index, f"cannot decode {kind}: {exc}", allowed) from exc
+
+
+def _check_encoding(msg: Any, topic: str, index: int) -> str:
+    enc = str(msg.encoding)
+    if enc not in IMAGE_ENCODINGS:
+        raise BagFormatError(topic, index, f"Image encoding {enc!r} is not supported",
+                             ", ".join(IMAGE_ENCODINGS))
+    return enc
 
 
 def image_to_numpy(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
@@ -118,54 +129,23 @@ def image_to_numpy(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
     order and its channel order (``bgr8`` stays BGR). Row padding (``step``) is removed.
 
     Raises:
-        BagFormatError: unknown encoding, or ``data`` shorter than ``step * height`` / ``step``
-            shorter than a row.
+        BagFormatError: encoding not in :data:`IMAGE_ENCODINGS`, empty image, ``data``
+            shorter than the rows need or ``step`` shorter than a row.
     """
-    enc = str(msg.encoding)
-    if enc not in IMAGE_ENCODINGS:
-        raise BagFormatError(topic, index, f"Image encoding {enc!r} is not supported",
-                             ", ".join(IMAGE_ENCODINGS))
-    dtype, ch = IMAGE_ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    row = w * ch * dtype.itemsize
-    data = _as_bytes(msg.data)
-    if h <= 0 or w <= 0:
-        raise BagFormatError(topic, index, f"Image size {w}x{h} is empty", "width, height > 0")
-    if step < row:
-        raise BagFormatError(topic, index, f"Image step {step} < width*channels*bytes = {row}",
-                             f"step >= {row} for {enc} {w}x{h}")
-    if data.size < step * (h - 1) + row:
-        raise BagFormatError(topic, index, f"Image data has {data.size} bytes, "
-                             f"{enc} {w}x{h} with step {step} needs {step * h}",
-                             f"{step * h} bytes")
-    if data.size < step * h:
-        data = np.concatenate([data, np.zeros(step * h - data.size, np.uint8)])
-    rows = data[: step * h].reshape(h, step)[:, :row]
-    dt = dtype.newbyteorder(">" if msg.is_bigendian else "<") if dtype.itemsize > 1 else dtype
-    arr = np.ascontiguousarray(rows).view(dt)
-    arr = arr.reshape((h, w, ch) if ch > 1 else (h, w))
-    return arr.astype(dtype, copy=False)  # native byte order
+    _check_encoding(msg, topic, index)
+    return np.ascontiguousarray(_decoded(image_msgs.image_to_array, msg, "Image", topic, index))
 
 
 def image_to_rgb(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
-    """``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16) → uint8 ``[H, W, 3]``
-    RGB (alpha dropped, mono replicated, mono16 scaled by 1/257)."""
-    enc = str(msg.encoding)
-    arr = image_to_numpy(msg, topic, index)
-    if enc == "rgb8":
-        return arr
-    if enc == "bgr8":
-        return np.ascontiguousarray(arr[..., ::-1])
-    if enc == "rgba8":
-        return np.ascontiguousarray(arr[..., :3])
-    if enc == "bgra8":
-        return np.ascontiguousarray(arr[..., 2::-1])
-    if enc in ("mono8", "8UC1"):
-        return np.repeat(arr[..., None], 3, axis=2)
-    if enc == "mono16":
-        return np.repeat(((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)[..., None], 3, 2)
-    raise BagFormatError(topic, index, f"Image encoding {enc!r} is not a colour image",
-                         "rgb8, bgr8, rgba8, bgra8, mono8, mono16")
+    """``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, 8UC1, mono16) → uint8
+    ``[H, W, 3]`` RGB (alpha dropped, grey replicated, mono16 divided by 256)."""
+    enc = _check_encoding(msg, topic, index)
+    if enc not in _COLOUR_ENCODINGS:
+        raise BagFormatError(topic, index, f"Image encoding {enc!r} is not a colour image",
+                             ", ".join(_COLOUR_ENCODINGS))
+    if enc == "8UC1":  # not a camera encoding to cv_bridge; grey cameras are recorded with it
+        return np.repeat(image_to_numpy(msg, topic, index)[..., None], 3, axis=2)
+    return _decoded(image_msgs.image_to_rgb8, msg, "Image", topic, index)
 
 
 def image_to_depth(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
@@ -181,7 +161,7 @@ def image_to_depth(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
         d[~np.isfinite(d) | (d <= 0)] = np.nan
         return d
     if enc in ("16UC1", "mono16"):
-        d = arr.astype(np.float32) * np.float32(1e-3)
+        d = arr.astype(np.float32) / np.float32(1000.0)  # correctly rounded, unlike * 1e-3
         d[arr == 0] = np.nan
         return d
     raise BagFormatError(topic, index, f"Image encoding {enc!r} is not a depth image",
@@ -199,29 +179,16 @@ def numpy_to_image(array: np.ndarray, encoding: str, stamp_ns: int = 0, frame_id
         stamp_ns, frame_id: header.
         big_endian: write multi-byte pixels big-endian.
         step: row length in bytes (>= width*channels*bytes; extra bytes are zero padding).
+
+    Raises:
+        ConfigError: unknown encoding, wrong shape, ``step`` too small.
     """
     if encoding not in IMAGE_ENCODINGS:
         raise ConfigError("image.encoding", encoding, list(IMAGE_ENCODINGS))
-    dtype, ch = IMAGE_ENCODINGS[encoding]
-    a = np.asarray(array)
-    if a.ndim == 3 and ch == 1 and a.shape[2] == 1:
-        a = a[..., 0]
-    if (ch == 1 and a.ndim != 2) or (ch > 1 and (a.ndim != 3 or a.shape[2] != ch)):
-        raise ConfigError("image.shape", a.shape, f"[H, W{'' if ch == 1 else f', {ch}'}] "
-                          f"for {encoding}")
-    h, w = a.shape[:2]
-    a = a.astype(dtype.newbyteorder(">" if big_endian else "<") if dtype.itemsize > 1 else dtype)
-    row = w * ch * dtype.itemsize
-    step = row if step is None else int(step)
-    if step < row:
-        raise ConfigError("image.step", step, f"an integer >= {row}")
-    raw = np.ascontiguousarray(a).view(np.uint8).reshape(h, row)
-    if step > row:
-        raw = np.concatenate([raw, np.zeros((h, step - row), np.uint8)], axis=1)
+    a = np.asarray(array).astype(IMAGE_ENCODINGS[encoding][0])  # the message owns a copy
+    f = image_msgs.image_fields(a, encoding, big_endian=bool(big_endian), step=step)
     Image = _types(ts)["sensor_msgs/msg/Image"]
-    return Image(header=make_header(stamp_ns, frame_id, ts), height=h, width=w,
-                 encoding=encoding, is_bigendian=int(bool(big_endian and dtype.itemsize > 1)),
-                 step=step, data=raw.reshape(-1))
+    return Image(header=make_header(stamp_ns, frame_id, ts), **f)
 
 
 # ============================================================================ CompressedImage
@@ -231,49 +198,22 @@ def compressed_to_rgb(msg: Any, topic: str = "", index: int = -1) -> np.ndarray:
     The ``format`` field is only checked for containing ``jpeg``/``jpg``/``png`` (it looks like
     ``"rgb8; jpeg compressed bgr8"`` with image_transport, or just ``"jpeg"``).
     """
-    import cv2
-
     fmt = str(msg.format).lower()
     if not any(x in fmt for x in ("jpeg", "jpg", "png")):
         raise BagFormatError(topic, index, f"CompressedImage format {msg.format!r} is not "
                              "supported", "jpeg, png (e.g. 'rgb8; jpeg compressed bgr8')")
-    if "compresseddepth" in fmt:
-        raise BagFormatError(topic, index, "compressedDepth images are not supported",
-                             "jpeg, png colour images")
-    buf = _as_bytes(msg.data)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-    if img is None:
-        raise BagFormatError(topic, index, f"cannot decode {buf.size} bytes of "
-                             f"{msg.format!r} (corrupt or truncated)", "valid jpeg/png data")
-    if img.dtype == np.uint16:
-        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)
-    if img.ndim == 2:
-        return np.repeat(img[..., None], 3, axis=2)
-    if img.shape[2] == 4:
-        img = img[..., :3]
-    return np.ascontiguousarray(img[..., ::-1])  # OpenCV decodes to BGR
+    return _decoded(image_msgs.compressed_to_rgb8, msg, "CompressedImage", topic, index,
+                    "valid jpeg/png colour image data")
 
 
 def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90,
                       stamp_ns: int = 0, frame_id: str = "", ts=None) -> Any:
     """uint8 ``[H, W, 3]`` RGB → ``sensor_msgs/CompressedImage`` (image_transport's format
-    string ``"rgb8; <fmt> compressed bgr8"``)."""
-    import cv2
-
-    if fmt not in COMPRESSED_FORMATS:
-        raise ConfigError("image.format", fmt, COMPRESSED_FORMATS)
-    a = np.asarray(rgb)
-    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
-        raise ConfigError("image", f"{a.dtype} {a.shape}", "uint8 [H, W, 3] RGB")
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else \
-        [cv2.IMWRITE_PNG_COMPRESSION, 3]
-    ok, enc = cv2.imencode(".jpg" if fmt == "jpeg" else ".png",
-                           np.ascontiguousarray(a[..., ::-1]), params)
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {a.shape} image as {fmt}")
+    string ``"rgb8; <fmt> compressed bgr8"``; see
+    :func:`dasp_core.image_msgs.rgb8_to_compressed_fields`)."""
+    f = image_msgs.rgb8_to_compressed_fields(rgb, fmt, quality)
     CI = _types(ts)["sensor_msgs/msg/CompressedImage"]
-    return CI(header=make_header(stamp_ns, frame_id, ts), format=f"rgb8; {fmt} compressed bgr8",
-              data=enc.reshape(-1))
+    return CI(header=make_header(stamp_ns, frame_id, ts), **f)
 
 
 # ============================================================================ CameraInfo

@@ -31,7 +31,8 @@ from dasp_core.errors import ConfigError, check_choice
 
 __all__ = [
     "CMAPS", "CHANNEL_ORDERS", "colormap_lut", "apply_colormap", "colorize_depth",
-    "colorize_disparity", "relative_error", "error_map", "make_strip", "write_gif", "write_mp4",
+    "colorize_inverse_depth", "colorize_disparity", "relative_error", "error_map", "make_strip",
+    "write_gif", "write_mp4",
 ]
 
 _CV_CMAPS = {
@@ -124,6 +125,54 @@ def colorize_depth(depth: np.ndarray, min_depth: Optional[float] = None,
     t = np.full(d.shape, np.nan, dtype=np.float32)
     t[valid] = (hi - d[valid]) / (hi - lo)
     return apply_colormap(t, cmap, channel_order)
+
+
+@functools.lru_cache(maxsize=None)
+def _inverse_depth_lut(cmap: str, channel_order: str) -> np.ndarray:
+    """``uint8 [256, 1, 3]`` table in ``channel_order``: entry 0 black (invalid), 1..255 the
+    colour map's 255 levels evenly spread over its 0..255 entries."""
+    table = colormap_lut(cmap)
+    idx = np.rint(np.arange(255) * (255.0 / 254.0)).astype(np.intp)
+    lut = np.zeros((256, 1, 3), np.uint8)
+    lut[1:, 0] = table[idx] if channel_order == "rgb" else table[idx, ::-1]
+    lut.setflags(write=False)
+    return lut
+
+
+def colorize_inverse_depth(depth: np.ndarray, near: float, far: float, cmap: str = "turbo",
+                           channel_order: str = "bgr") -> np.ndarray:
+    """Colour a depth map linearly in **inverse** depth (the ROS node's ``depth/color``).
+
+    Colour encodes ``1/depth`` linearly between ``1/far`` and ``1/near`` (ours; like the
+    disparity pictures of monodepth-style papers, it spends the colour range on the near field
+    that matters for driving). Depths closer than ``near`` saturate at the near end (the top
+    of the map: red with ``turbo``), farther than ``far`` (+Inf included) at the far end (dark
+    blue with ``turbo``); invalid pixels (NaN, <= 0, -Inf) are black. 255 colour levels; one
+    table look-up per pixel, cheap enough for every frame of a live stream.
+
+    Args:
+        depth: ``[H, W]`` metres.
+        near, far: colour range in metres, ``0 < near < far``.
+        cmap: one of :data:`CMAPS`.
+        channel_order: ``"bgr"`` (default: ROS ``bgr8`` messages, OpenCV) or ``"rgb"``.
+
+    Returns:
+        ``uint8 [H, W, 3]`` in ``channel_order``.
+    """
+    check_choice("cmap", cmap, CMAPS)
+    check_choice("channel_order", channel_order, CHANNEL_ORDERS)
+    if not 0 < near < far:
+        raise ConfigError("near, far", (near, far), "0 < near < far (metres)")
+    d = np.asarray(depth, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.reciprocal(d)  # +Inf -> 0 (far end)
+        t -= np.float32(1.0 / far)
+        t *= np.float32(254.0 / (1.0 / near - 1.0 / far))
+        np.clip(t, 0.0, 254.0, out=t)
+        t += np.float32(1.5)  # 1..255, rounded by the truncation below
+        invalid = ~(d > 0)
+    np.copyto(t, np.float32(0.0), where=invalid)
+    return cv2.applyColorMap(t.astype(np.uint8), _inverse_depth_lut(cmap, channel_order))
 
 
 def colorize_disparity(disp: np.ndarray, max_value: Optional[float] = None,

@@ -34,6 +34,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from dasp_core.bagio import get_typestore, image_to_depth, stamp_to_ns
+from dasp_core.data.robotcar import points_to_depth_map
 from dasp_core.eval.metrics import MetricAccumulator, get_protocol
 from dasp_ros.bag_replay import iter_bag
 
@@ -43,12 +45,6 @@ DEPTH_GT_ENCODINGS = ("32FC1", "16UC1")
 
 
 # ----------------------------------------------------------------------------- ground truth
-
-def _typestore():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_HUMBLE)
-
 
 def project_lidar(points: np.ndarray, K: np.ndarray, height: int, width: int,
                   T_cam_lidar: Optional[np.ndarray] = None, min_z: float = 0.1) -> np.ndarray:
@@ -64,20 +60,10 @@ def project_lidar(points: np.ndarray, K: np.ndarray, height: int, width: int,
         ``float32 [height, width]`` depth in metres, 0 where no point lands (nearest wins).
     """
     pts = np.asarray(points, np.float64).reshape(-1, 3)
-    pts = pts[np.isfinite(pts).all(axis=1)]
+    pts = pts[np.isfinite(pts).all(axis=1)]  # organised clouds mark "no return" with NaN
     if T_cam_lidar is not None:
         pts = pts @ T_cam_lidar[:3, :3].T + T_cam_lidar[:3, 3]
-    pts = pts[pts[:, 2] > min_z]
-    uvw = pts @ np.asarray(K, np.float64).T
-    u = np.round(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
-    v = np.round(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
-    z = pts[:, 2]
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    u, v, z = u[inside], v[inside], z[inside]
-    depth = np.full(height * width, np.inf)
-    np.minimum.at(depth, v * width + u, z)
-    depth[~np.isfinite(depth)] = 0.0
-    return depth.reshape(height, width).astype(np.float32)
+    return points_to_depth_map(pts.T, K, height, width, min_depth=min_z)  # the readers' z-buffer
 
 
 def load_ground_truth(bag: str | Path, gt_topic: str, camera_info_topic: Optional[str] = None,
@@ -88,18 +74,18 @@ def load_ground_truth(bag: str | Path, gt_topic: str, camera_info_topic: Optiona
     invalid) or a PointCloud2 (then ``camera_info_topic`` gives K and the image size, and
     each cloud is projected; clouds are matched to camera stamps by the caller).
     """
-    from dasp_ros.image_codec import image_to_array
     from dasp_ros.pointcloud import read_points
 
-    ts = _typestore()
+    ts = get_typestore()
     topics = [gt_topic] + ([camera_info_topic] if camera_info_topic else [])
     _, messages = iter_bag(bag, topics)
     out: Dict[int, np.ndarray] = {}
     K, size = None, None
     clouds: List[Tuple[int, np.ndarray]] = []
+    n_gt = 0  # message index on gt_topic, for error messages
     for topic, msgtype, _t, raw in messages:
         msg = ts.deserialize_cdr(raw, msgtype)
-        stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        stamp = stamp_to_ns(msg.header.stamp)
         if topic == camera_info_topic:
             K = np.asarray(msg.k, np.float64).reshape(3, 3)
             size = (int(msg.height), int(msg.width))
@@ -107,10 +93,8 @@ def load_ground_truth(bag: str | Path, gt_topic: str, camera_info_topic: Optiona
             if msg.encoding not in DEPTH_GT_ENCODINGS:
                 raise ValueError(f"{bag}: ground-truth topic {gt_topic} has encoding "
                                  f"{msg.encoding!r}; allowed: {', '.join(DEPTH_GT_ENCODINGS)}")
-            arr = image_to_array(msg).astype(np.float32)
-            if msg.encoding == "16UC1":
-                arr = arr / 1000.0
-            out[stamp] = np.where(np.isfinite(arr) & (arr > 0), arr, 0.0).astype(np.float32)
+            out[stamp] = np.nan_to_num(image_to_depth(msg, gt_topic, n_gt), nan=0.0)
+            n_gt += 1
         elif msgtype == "sensor_msgs/msg/PointCloud2":
             grid = read_points(msg, ["x", "y", "z"]).reshape(-1)
             clouds.append((stamp, np.stack([grid["x"], grid["y"], grid["z"]], axis=1)))
@@ -316,7 +300,7 @@ class _Recorder:
         if path.exists():
             import shutil
             shutil.rmtree(path)
-        self._ts = _typestore()
+        self._ts = get_typestore()
         self._w = Writer(path, version=8, storage_plugin=StoragePlugin.MCAP)
         # mcap-internal zstd chunks: Foxglove and `ros2 bag play` read them natively
         self._w.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)

@@ -1,7 +1,8 @@
 """Camera intrinsics for the node, in numpy: CameraInfo → K, resizing, rays, output CameraInfo.
 
 Conventions are those of :mod:`dasp_core.geometry` (which is torch; the deployment path must not
-need torch, so the few formulas used here are repeated in numpy and tested against it):
+need torch, so the few formulas used here are in numpy and tested against it; :func:`scale_K`
+is the torch-free one of :mod:`dasp_core.data.augment`, shared with the dataset readers):
 
 * pixel-centre convention: the centre of the top-left pixel is (0, 0), and resizing by
   ``s`` maps ``c -> (c + 0.5) * s - 0.5`` (exact for ``cv2.resize``);
@@ -25,6 +26,8 @@ from typing import Any, Optional, Tuple
 import cv2
 import numpy as np
 
+from dasp_core.data.augment import scale_K
+
 __all__ = ["CameraInfoError", "Intrinsics", "scale_K", "scale_P", "intrinsics_from_camera_info",
            "intrinsics_from_fov", "pixel_rays", "RayCache", "camera_info_fields",
            "to_camera_info"]
@@ -39,18 +42,6 @@ class CameraInfoError(ValueError):
     def __init__(self, reason: str, message: str):
         self.reason = reason
         super().__init__(f"{reason}: {message}")
-
-
-def scale_K(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """numpy twin of :func:`dasp_core.geometry.scale_intrinsics`: ``[3, 3]`` pixel K of an
-    image resized by ``sx = W'/W``, ``sy = H'/H`` (``c' = (c + 0.5) s - 0.5``)."""
-    K = np.array(K, dtype=np.float64, copy=True)
-    K[0, 0] *= sx
-    K[0, 1] *= sx
-    K[1, 1] *= sy
-    K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-    K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return K
 
 
 def scale_P(P: np.ndarray, sx: float, sy: float) -> np.ndarray:

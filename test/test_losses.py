@@ -376,6 +376,43 @@ def test_image_pool_shapes_capacity_and_mixing():
         pool.query(torch.zeros(2, 3, 1, 4, 4))
 
 
+def test_image_pool_state_dict_round_trip_restores_items_and_rng():
+    def batches(seed, n=6):
+        gen = torch.Generator().manual_seed(seed)
+        return [torch.randn(3, 2, 1, 4, 4, generator=gen) for _ in range(n)]
+
+    pool = ImagePool(size=4, seed=7)
+    for b in batches(0):  # full, and the mixing has drawn from the RNG
+        pool.query(b)
+    state = pool.state_dict()
+    kept = [t.clone() for t in state["items"]]
+    assert state["size"] == 4 and len(state["items"]) == 4
+    assert all(t.device.type == "cpu" for t in state["items"])
+
+    restored = ImagePool(size=4, seed=123)  # another seed: the RNG must come from the state
+    restored.load_state_dict(state)
+    no_rng = ImagePool(size=4, seed=123)
+    no_rng.load_state_dict({"items": state["items"], "rng": None})
+    no_items = ImagePool(size=4, seed=123)
+    no_items.load_state_dict({"items": [], "rng": state["rng"]})
+    differs_rng = differs_items = False
+    for b in batches(1):
+        want = pool.query(b)
+        assert torch.equal(restored.query(b), want)  # the next queries are identical
+        differs_rng |= not torch.equal(no_rng.query(b), want)
+        differs_items |= not torch.equal(no_items.query(b), want)
+    assert differs_rng and differs_items  # both halves of the state matter
+    assert torch.equal(torch.stack(restored._items), torch.stack(pool._items))
+    assert all(torch.equal(a, b) for a, b in zip(state["items"], kept))  # a snapshot, not a view
+
+    # older checkpoints stored only items and rng; a smaller pool keeps what it can return
+    small = ImagePool(size=2)
+    small.load_state_dict({"items": kept, "rng": state["rng"]})
+    assert len(small) == 2
+    with pytest.raises(ValueError, match="one shape"):
+        small.load_state_dict({"items": [torch.zeros(2), torch.zeros(3)], "rng": None})
+
+
 def test_image_pool_seeded_and_disabled():
     def run(seed):
         pool = ImagePool(size=4, seed=seed)

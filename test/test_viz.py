@@ -7,8 +7,8 @@ import pytest
 
 from dasp_core.errors import ConfigError
 from dasp_core.viz import (CMAPS, apply_colormap, colorize_depth, colorize_disparity,
-                           colormap_lut, error_map, make_strip, relative_error, write_gif,
-                           write_mp4)
+                           colorize_inverse_depth, colormap_lut, error_map, make_strip,
+                           relative_error, write_gif, write_mp4)
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -79,6 +79,28 @@ def test_colorize_disparity():
     # default vmax = 95th percentile: the top 5 % saturate
     auto = colorize_disparity(disp[1:])
     assert np.array_equal(auto[0, -1], colormap_lut("magma")[255])
+
+
+@pytest.mark.parametrize("cmap", ["turbo", "magma", "gray"])
+def test_colorize_inverse_depth_ends_orders_and_invalid(cmap):
+    d = np.array([[0.5, 1.0, 50.0, np.inf, np.nan, 0.0, -3.0, -np.inf]], np.float32)
+    rgb = colorize_inverse_depth(d, 1.0, 50.0, cmap, channel_order="rgb")
+    bgr = colorize_inverse_depth(d, 1.0, 50.0, cmap)  # default: bgr (ROS bgr8)
+    assert rgb.dtype == np.uint8 and rgb.shape == (1, 8, 3)
+    assert np.array_equal(bgr, rgb[..., ::-1])
+    lut = colormap_lut(cmap)
+    assert np.array_equal(rgb[0, 0], lut[255]) and np.array_equal(rgb[0, 1], lut[255])  # near
+    assert np.array_equal(rgb[0, 2], lut[0]) and np.array_equal(rgb[0, 3], lut[0])  # far, +Inf
+    assert (rgb[0, 4:] == 0).all()  # NaN, 0, negative, -Inf: black
+    # linear in inverse depth: equal steps of 1/d give equal steps along the map
+    inv = np.linspace(1.0 / 50.0, 1.0, 255)
+    idx = colorize_inverse_depth((1.0 / inv)[None].astype(np.float32), 1.0, 50.0, "gray", "rgb")
+    steps = np.diff(idx[0, :, 0].astype(int))
+    assert steps.min() >= 0 and steps.max() <= 2 and idx[0, 0, 0] == 0 and idx[0, -1, 0] == 255
+    with pytest.raises(ConfigError, match="near"):
+        colorize_inverse_depth(d, 5.0, 5.0)
+    with pytest.raises(ConfigError, match="turbo"):
+        colorize_inverse_depth(d, 1.0, 5.0, "rainbowz")
 
 
 def test_relative_error_and_error_map():

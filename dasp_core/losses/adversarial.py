@@ -12,7 +12,7 @@ Logits are raw discriminator outputs of any shape (patch maps ``[B, 1, h, w]``);
 from __future__ import annotations
 
 import random
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +96,37 @@ class ImagePool:
     def reset(self) -> None:
         """Forget all stored samples."""
         self._items.clear()
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Snapshot for checkpoints: ``{"size", "items", "rng"}``.
+
+        ``items`` are copies on the CPU (stored samples, e.g. ``[T, 1, H, W]`` each), ``rng`` the
+        state of the pool's generator, so a restored pool returns exactly what this one would.
+        """
+        return {"size": self.size,
+                "items": [t.detach().to("cpu", copy=True) for t in self._items],
+                "rng": self._rng.getstate()}
+
+    def load_state_dict(self, state: Dict[str, Any],
+                        device: Optional[torch.device | str] = None) -> None:
+        """Restore a :meth:`state_dict` (also the ``{"items", "rng"}`` of older checkpoints).
+
+        Args:
+            state: the snapshot.
+            device: where the samples go (the training device); None keeps them on the CPU.
+        Raises:
+            ValueError: ``items`` is not a list of tensors of one shape.
+        """
+        items = list(state.get("items") or [])
+        if not all(isinstance(t, torch.Tensor) for t in items) or \
+                len({tuple(t.shape) for t in items}) > 1:
+            raise ValueError("ImagePool.load_state_dict: 'items' must be a list of tensors of "
+                             f"one shape, got {[getattr(t, 'shape', type(t)) for t in items]}")
+        # a smaller pool never returns the samples beyond its size: dropping them changes nothing
+        self._items = [t.detach().to(device) if device is not None else t.detach()
+                       for t in items[:self.size]]
+        if state.get("rng") is not None:
+            self._rng.setstate(state["rng"])
 
     def query(self, batch: torch.Tensor) -> torch.Tensor:
         """Return a batch of the same shape mixing ``batch`` with stored past samples.

@@ -145,27 +145,6 @@ def _nested_get(d: Dict[str, Any], dotted: str) -> Any:
     return node
 
 
-def _pool_state(pool: Optional[ImagePool]) -> Optional[Dict[str, Any]]:
-    if pool is None:
-        return None
-    if hasattr(pool, "state_dict"):
-        return pool.state_dict()
-    return {"items": [t.detach().cpu() for t in getattr(pool, "_items", [])],
-            "rng": pool._rng.getstate() if hasattr(pool, "_rng") else None}
-
-
-def _load_pool_state(pool: Optional[ImagePool], state: Optional[Dict[str, Any]],
-                     device: torch.device) -> None:
-    if pool is None or not state:
-        return
-    if hasattr(pool, "load_state_dict"):
-        pool.load_state_dict(state)
-        return
-    pool._items = [t.to(device) for t in state.get("items", [])]
-    if state.get("rng") is not None and hasattr(pool, "_rng"):
-        pool._rng.setstate(state["rng"])
-
-
 # ============================================================================ data
 
 class EpochLoader:
@@ -564,8 +543,8 @@ class Trainer:
                         "(training continues, not bit-identical)", len(rngs),
                         self.dist.world_size)
         pools = st.get("pool") or []
-        if self.pool is not None and len(pools) == self.dist.world_size:
-            _load_pool_state(self.pool, pools[self.dist.rank], self.device)
+        if self.pool is not None and len(pools) == self.dist.world_size and pools[self.dist.rank]:
+            self.pool.load_state_dict(pools[self.dist.rank], device=self.device)
         self.last_checkpoint = self.out_dir / "last.pt"
         self.last_checkpoint_step = self.step
         log.info("resumed from %s at step %d (epoch %d)", self.last_checkpoint, self.step,
@@ -631,8 +610,9 @@ class Trainer:
         """Write ``step_*.pt`` + ``last.pt`` (collective: every rank must call it)."""
         self._check_weights()
         rngs = ddp.all_gather_objects(_rng_state())
-        pools = ddp.all_gather_objects(_pool_state(self.pool) if self.cfg.train.checkpoint_pool
-                                       else None)
+        pools = ddp.all_gather_objects(
+            self.pool.state_dict() if self.pool is not None and self.cfg.train.checkpoint_pool
+            else None)
         if not self.dist.is_main:
             ddp.barrier()
             return None
