@@ -162,7 +162,10 @@ def render_sequence(seed: int, domain: str, n_frames: int,
         n_chunks = min(n_frames, workers * 4)
         chunks = [list(range(c, n_frames, n_chunks)) for c in range(n_chunks)]
         import multiprocessing as mp
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        # spawn, not fork: forking a process that already runs threads (ROS/DDS executors,
+        # OpenMP pools of torch or OpenCV) can deadlock the child on a lock held at fork
+        # time — seen in the full test suite. Start-up costs ~1 s per worker.
+        ctx = mp.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
             jobs = [(seed, domain, n_frames, cfg.to_dict(), [int(i) for i in c]) for c in chunks]
             by_index: Dict[int, Frame] = {}
