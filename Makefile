@@ -30,7 +30,7 @@ demo-model: setup
 	$(BIN)/python scripts/train_demo_model.py
 
 bench: setup
-	$(BIN)/dasp bench --out docs/performance_runtime.md
+	$(BIN)/dasp bench --size 192x640 --threads 2 --out docs/bench/runtime_cpu
 
 clean:
 	rm -rf outputs build *.egg-info .pytest_cache

@@ -240,7 +240,8 @@ def _default_model() -> Optional[Path]:
     try:
         from dasp_core.assets import default_model_path  # provided by the lead
 
-        path = Path(default_model_path())
+        # the checkpoint, not the ONNX file: the benchmark runs torch beside onnxruntime
+        path = Path(default_model_path("checkpoint"))
         return path if path.is_file() else None
     except (ImportError, AttributeError, OSError, DaspError):
         return None
