@@ -265,6 +265,28 @@ def test_consistency_grows_with_depth_scale_error(room):
     assert all(a < b for a, b in zip(losses, losses[1:])), losses
 
 
+def test_consistency_is_invariant_to_one_global_scale(room):
+    """Scaling both depths and the translation by s changes neither the loss nor, to first
+    order, anything at all: the gradient along s is zero. (A detached depth normaliser broke
+    this and pulled the night models to the minimum depth.)"""
+    _, depth_t, _, depth_s = room
+    # imperfect depths, so the loss is not trivially zero
+    noisy_s = depth_s * (1.0 + 0.05 * torch.sin(torch.arange(W, dtype=D) / 3.0))
+    log_s = torch.zeros((), dtype=D, requires_grad=True)
+    s = log_s.exp()
+    T = T_S_T.clone()
+    T_scaled = torch.cat([torch.cat([T[:, :3, :3], T[:, :3, 3:] * s], dim=2), T[:, 3:]], dim=1)
+    loss, _ = consistency_3d_loss(depth_t * s, noisy_s * s, T_scaled, K)
+    (grad,) = torch.autograd.grad(loss, log_s)
+    assert loss.item() > 1e-3
+    assert abs(grad.item()) < 1e-9 * max(1.0, loss.item()), grad
+    for factor in (0.1, 3.0, 40.0):
+        T_f = T.clone()
+        T_f[:, :3, 3] *= factor
+        scaled, _ = consistency_3d_loss(depth_t * factor, noisy_s * factor, T_f, K)
+        torch.testing.assert_close(scaled, loss.detach(), rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("axis", ["tx", "tz", "ry"])
 def test_consistency_grows_with_pose_error(room, axis):
     _, depth_t, _, depth_s = room

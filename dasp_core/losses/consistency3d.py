@@ -77,9 +77,16 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     Every pixel of a is lifted with ``depth_a``, moved into camera b (``X_b = T_b_a X_a``)
     and projected; b's own back-projected points are sampled there (bilinear,
     ``align_corners=False``) and compared in b's camera frame with a depth-normalised L1
-    ``|P_ab − P_b|_1 / (z_ab + z_b)`` (ours) so near and far points weigh alike. The
-    normaliser is detached: it is a per-pixel weight, so the loss cannot be lowered by
-    pushing depths away.
+    ``|P_ab − P_b|_1 / (z_ab + z_b)`` (ours) so near and far points weigh alike.
+
+    The normaliser stays in the graph (as in SC-SfMLearner's geometry consistency loss
+    ``|D_ab - D_b| / (D_ab + D_b)``), which makes the error exactly invariant to one global
+    scale of depths and translation: ``error(s*D_a, s*D_b, s*t) = error(D_a, D_b, t)``, with
+    zero gradient along ``s``. Monocular self-supervision fixes depth only up to that scale,
+    so a scale-dependent term ends up choosing it: an earlier version detached the
+    normaliser, which turned the numerator's linear dependence on the scale into a steady
+    pull towards ever smaller depths and collapsed night models to the minimum depth
+    (docs/benchmark.md).
 
     Args:
         depth_a, depth_b: ``[B, 1, H, W]`` z-depths in metres of views a and b.
@@ -120,8 +127,8 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
             sampled = F.grid_sample(valid_b.to(depth_b.dtype), grid, mode="nearest",
                                     padding_mode="zeros", align_corners=False)
             mask &= sampled > 0.5
-        norm = (z_ab + z_b).clamp(min=2.0 * min_depth)
 
+    norm = (z_ab + z_b).clamp(min=2.0 * min_depth)
     error = (pts_ab - pts_b).abs().sum(dim=1, keepdim=True) / norm
     error = torch.where(mask, error, torch.zeros_like(error))
     return error, mask
