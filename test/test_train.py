@@ -20,7 +20,8 @@ from dasp_core.models import DepthNet, DepthNetConfig, PoseNet, PoseNetConfig
 from dasp_core.runtime.base import ModelInfo
 from dasp_core.train import config as C
 from dasp_core.train.distributed import ShardedEpochSampler
-from dasp_core.train.scale import velocity_loss, velocity_targets
+from dasp_core.train.scale import (recovered_scale, velocity_loss, velocity_ratio,
+                                   velocity_targets)
 from dasp_core.train.stages import FrameLayout
 from dasp_core.train.trainer import Trainer, TrainingDivergedError, lr_factor
 
@@ -248,17 +249,38 @@ def test_velocity_loss_ignores_clips_without_speed():
 
 # ----------------------------------------------------------------------------- steps
 
-def test_day_step_finite_and_updates(tmp_path):
-    cfg = tiny_cfg("scale.velocity=true")
+def test_velocity_ratio_and_recovered_scale():
+    speed = torch.tensor([5.0, float("nan"), 10.0])
+    dt = torch.tensor([0.1, 0.1, 0.1])
+    t = torch.tensor([[0.0, 0.0, 0.01], [0.0, 0.0, 9.0], [0.0, 0.03, 0.04]])  # norms .01, 9, .05
+    target_m, predicted, n = velocity_ratio([t, -2 * t], [-1, 2], speed, dt)
+    assert n == 4                                             # the NaN-speed clip is ignored
+    assert target_m == pytest.approx(0.5 + 1.0 + 1.0 + 2.0)   # speed·dt·|k|
+    assert predicted == pytest.approx(0.01 + 0.05 + 0.02 + 0.10)
+    assert recovered_scale([3.0, float("nan"), 1.0, -2.0, 2.0]) == 2.0
+    assert recovered_scale([4.0, 1.0]) == 2.5 and recovered_scale([]) is None
+
+
+@pytest.mark.parametrize("mode", ["loss", "recover"])
+def test_day_step_finite_and_updates(tmp_path, mode):
+    cfg = tiny_cfg("scale.velocity=true", f"scale.velocity_mode={mode}")
     tr = Trainer(cfg, tmp_path, datasets=datasets())
     before_d, before_p = params(tr.depth), params(tr.pose)
     out = tr.train_step()
-    assert {"loss/photometric", "loss/smoothness", "loss/velocity", "loss/total"} <= set(out)
+    assert {"loss/photometric", "loss/smoothness", "loss/total"} <= set(out)
     assert "loss/adversarial" not in out and "loss/consistency_3d" not in out
     assert all(math.isfinite(v) for v in out.values())
     assert out["loss/photometric"] > 0 and out["stats/velocity_samples"] == 4  # 2 clips x 2 src
     assert changed(before_d, tr.depth) and changed(before_p, tr.pose)
-    assert tr.model_info().scale_source == "learned"
+    info = tr.model_info()
+    assert info.scale_source == "learned"
+    if mode == "loss":   # md4all: the networks learn metres
+        assert "loss/velocity" in out and info.scale_factor == 1.0
+    else:                # recover: scale-free training, the measured factor is stored
+        assert "loss/velocity" not in out
+        ratio = out["stats/velocity_ratio"]
+        assert ratio > 0 and info.scale_factor == pytest.approx(ratio)
+        assert out["stats/recovered_scale"] == pytest.approx(ratio)
     assert tr.disc is None and tr.teacher is None
 
 
@@ -403,7 +425,11 @@ def test_validation_best_and_log_files(tmp_path):
     log_text = (tmp_path / "train.log").read_text()
     assert "step 2/2" in log_text and "photometric" in log_text and "validation" in log_text
     info = read_checkpoint(tmp_path / "final.pt")["model_info"]
-    assert info["scale_source"] == "learned" and info["scale_factor"] == 1.0
+    # velocity_mode=recover (default): the stored factor is the median of the steps' ratios
+    assert len(tr.velocity_ratios) == 2
+    assert info["scale_source"] == "learned"
+    assert info["scale_factor"] == pytest.approx(recovered_scale(tr.velocity_ratios))
+    assert info["scale_factor"] > 0
     assert "val_median_gt_scale" in info["extra"]
     assert C.load_config(tmp_path / "config.yaml").to_dict() == tr.cfg.to_dict()
     assert any((tmp_path / "tb").iterdir())

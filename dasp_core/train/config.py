@@ -302,10 +302,20 @@ class ValConfig:
 class ScaleConfig:
     """``scale``: metric scale from weak velocity supervision (md4all / PackNet-SfM)."""
 
-    velocity: bool = opt(False, "add |‖t_pred‖ − speed·dt·|offset|| for clips with speed and "
-                                "dt; the checkpoint then declares scale_source=learned",
+    velocity: bool = opt(False, "metric scale from the clips' speed and dt (see "
+                                "velocity_mode); the checkpoint then declares "
+                                "scale_source=learned",
                          mark="md4all")
-    velocity_weight: float = opt(0.05, "weight of the velocity loss", mark="ours", lo=0.0)
+    velocity_mode: str = opt("recover", "how speed makes the model metric: 'recover' trains "
+                                        "scale-free and stores scale_factor = median over the "
+                                        "last velocity_window steps of Σ speed·dt·|offset| / "
+                                        "Σ ‖t_pred‖ (ours); 'loss' adds md4all's velocity loss "
+                                        "so the networks themselves learn metres",
+                             choices=("recover", "loss"))
+    velocity_weight: float = opt(0.05, "weight of the velocity loss (velocity_mode=loss)",
+                                 mark="ours", lo=0.0)
+    velocity_window: int = opt(200, "steps whose speed/translation ratios form the recovered "
+                                    "scale (velocity_mode=recover)", lo=1)
     report_median_scale: bool = opt(True, "after validation, log the median GT/pred scale factor "
                                           "(reporting only, never applied to the model)")
 

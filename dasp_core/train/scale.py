@@ -6,7 +6,20 @@ length of the predicted camera translation between the target and a source ``k``
 must be ``speed · dt · |k|`` metres. Penalising the difference pins the scale of the pose
 network, and through the photometric loss the scale of the depth network (md4all, ICCV 2023,
 following PackNet-SfM's velocity loss). The checkpoint then declares
-``scale_source = "learned"`` with ``scale_factor = 1.0``: the network's depth is metres.
+``scale_source = "learned"``.
+
+Two ways to use it (``scale.velocity_mode``):
+
+* ``loss`` (md4all): the loss below is added to the training loss, so the pose network (and
+  through the photometric loss the depth network) learns metres; the checkpoint declares
+  ``scale_factor = 1``. With Adam and a pose head scaled by 0.01 (monodepth2) the translation
+  moves by ~lr·0.01 per step, so on short budgets it stays far from metric (measured: the
+  velocity loss did not decrease in 300 steps, docs/benchmark.md).
+* ``recover`` (ours, the default): training stays scale-free (photometric, smoothness, 3D and
+  adversarial terms are all invariant to one global scale) and the metric factor is measured
+  instead: ``Σ speed·dt·|k| / Σ ‖t_pred‖`` per step (:func:`velocity_ratio`), its median over
+  the last steps is the checkpoint's ``scale_factor``. The photometric loss ties the depth's
+  scale to the translation's, so the same factor makes the depth metric.
 
 Choice (ours): constant speed over the short clip (the target-frame speed times the number of
 frame intervals); the loss is the mean absolute difference over the samples that have both
@@ -15,11 +28,13 @@ speed and dt (NaN marks "absent" in :func:`dasp_core.data.sample.clip_to_tensors
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+import math
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["velocity_targets", "velocity_loss", "median_scale_report"]
+__all__ = ["velocity_targets", "velocity_loss", "velocity_ratio", "recovered_scale",
+           "median_scale_report"]
 
 
 def velocity_targets(speed: torch.Tensor, dt: torch.Tensor, offset: int
@@ -66,6 +81,39 @@ def velocity_loss(translations: Sequence[torch.Tensor], offsets: Sequence[int],
     if count == 0:
         return total * 0.0, 0
     return total / count, count
+
+
+def velocity_ratio(translations: Sequence[torch.Tensor], offsets: Sequence[int],
+                   speed: torch.Tensor, dt: torch.Tensor) -> Tuple[float, float, int]:
+    """Sums behind the recovered metric scale of one batch (no gradient).
+
+    Args: as :func:`velocity_loss`.
+    Returns:
+        ``(target_m, predicted, n)``: ``Σ speed·dt·|k|`` in metres and ``Σ ‖t_pred‖`` in network
+        units over the ``n`` supervised (sample, source) pairs; ``target_m / predicted`` is the
+        factor that turns the network's translations (and depths) into metres.
+    """
+    if len(translations) != len(offsets):
+        raise ValueError(f"velocity_ratio: {len(translations)} translations for "
+                         f"{len(offsets)} offsets")
+    target_m, predicted, count = 0.0, 0.0, 0
+    with torch.no_grad():
+        for t, k in zip(translations, offsets):
+            target, valid = velocity_targets(speed.to(t.dtype), dt.to(t.dtype), k)
+            norm = torch.linalg.vector_norm(t.detach(), dim=-1)
+            target_m += float(target[valid].sum())
+            predicted += float(norm[valid].sum())
+            count += int(valid.sum())
+    return target_m, predicted, count
+
+
+def recovered_scale(ratios: Sequence[float]) -> Optional[float]:
+    """Median of per-step ``target_m / predicted`` ratios (finite, positive ones), or None."""
+    vals = sorted(r for r in ratios if math.isfinite(r) and r > 0)
+    if not vals:
+        return None
+    n = len(vals)
+    return vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])
 
 
 def median_scale_report(scales: Sequence[float]) -> Dict[str, float]:

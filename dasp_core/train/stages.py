@@ -39,7 +39,7 @@ from dasp_core.losses import (consistency_3d_loss, discriminator_loss, edge_awar
                               generator_loss, min_reprojection_loss, photometric_error)
 from dasp_core.models import mean_normalise_stack
 from dasp_core.train.config import TrainingConfig
-from dasp_core.train.scale import velocity_loss
+from dasp_core.train.scale import velocity_loss, velocity_ratio
 
 __all__ = ["FrameLayout", "StageNets", "StepResult", "run_depth", "predict_poses",
            "self_supervised_terms", "disparity_stack", "compute_generator_step",
@@ -348,8 +348,14 @@ def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg:
         res.add("consistency_3d", torch.stack(c3d).mean(), lc.lambda_3d)
 
     if cfg.scale.velocity:
-        vel, n = velocity_loss(trans, layout.source_offsets, batch["speed"], batch["dt"])
-        res.add("velocity", vel, cfg.scale.velocity_weight)
+        if cfg.scale.velocity_mode == "loss":
+            vel, n = velocity_loss(trans, layout.source_offsets, batch["speed"], batch["dt"])
+            res.add("velocity", vel, cfg.scale.velocity_weight)
+        else:  # recover: measured, never back-propagated (training stays scale-free)
+            target_m, predicted, n = velocity_ratio(trans, layout.source_offsets,
+                                                    batch["speed"], batch["dt"])
+            if n and predicted > 0:
+                res.stats["velocity_ratio"] = target_m / predicted
         res.stats["velocity_samples"] = float(n)
         with torch.no_grad():
             res.stats["pose_translation_m"] = float(torch.stack(

@@ -35,9 +35,10 @@ import random
 import shutil
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -52,7 +53,7 @@ from dasp_core.models import (DepthNet, DepthNetConfig, Discriminator, PatchDisc
 from dasp_core.runtime.base import ModelInfo
 from dasp_core.train import distributed as ddp
 from dasp_core.train.config import TrainingConfig, config_from_dict, save_config
-from dasp_core.train.scale import median_scale_report
+from dasp_core.train.scale import median_scale_report, recovered_scale
 from dasp_core.train.stages import (FrameLayout, StageNets, StepResult, compute_discriminator_step,
                                     compute_generator_step, teacher_real_samples)
 
@@ -313,6 +314,8 @@ class Trainer:
         self.step = 0
         self.best: Dict[str, Any] = {"value": None, "step": None}
         self.velocity_samples = 0
+        # per-step speed/translation ratios behind the recovered metric scale
+        self.velocity_ratios: Deque[float] = deque(maxlen=cfg.scale.velocity_window)
         self.bad_samples = 0
         self.last_val: Dict[str, float] = {}
         self.last_checkpoint: Optional[Path] = None
@@ -532,6 +535,8 @@ class Trainer:
         self.step = int(st["step"])
         self.best = dict(st.get("best") or self.best)
         self.velocity_samples = int(st.get("velocity_samples", 0))
+        self.velocity_ratios.clear()
+        self.velocity_ratios.extend(float(r) for r in st.get("velocity_ratios", []))
         self.primary.load_state_dict(st["loaders"]["primary"])
         if self.aux is not None and "aux" in st["loaders"]:
             self.aux.load_state_dict(st["loaders"]["aux"])
@@ -555,6 +560,11 @@ class Trainer:
         """Deployment description of the current model."""
         cfg = self.cfg
         learned = cfg.scale.velocity and self.velocity_samples > 0
+        factor = 1.0
+        if learned and cfg.scale.velocity_mode == "recover":
+            recovered = recovered_scale(self.velocity_ratios)
+            learned = recovered is not None
+            factor = recovered if learned else 1.0
         extra: Dict[str, Any] = {"stage": cfg.train.stage, "adversarial": self.adv,
                                  "use_3d": bool(self.night and cfg.loss.use_3d),
                                  "step": self.step}
@@ -564,7 +574,7 @@ class Trainer:
             extra["val_median_gt_scale"] = self.last_val["median_scale"]
         return ModelInfo(input_height=cfg.data.height, input_width=cfg.data.width,
                          min_depth=float(cfg.model.depth.min_depth),
-                         max_depth=float(cfg.model.depth.max_depth), scale_factor=1.0,
+                         max_depth=float(cfg.model.depth.max_depth), scale_factor=float(factor),
                          scale_source="learned" if learned else "none",
                          name=cfg.experiment.name, extra=extra)
 
@@ -588,7 +598,8 @@ class Trainer:
                                     dict(vars(self.cfg.model.patch_discriminator)))
             extra["disc_state"] = {k: v.detach().cpu() for k, v in self.disc.state_dict().items()}
         summary = {"step": self.step, "epoch": self.primary.epoch, "val": dict(self.last_val),
-                   "best": dict(self.best), "velocity_samples": self.velocity_samples}
+                   "best": dict(self.best), "velocity_samples": self.velocity_samples,
+                   "velocity_ratios": list(self.velocity_ratios)}
         if not full:
             extra["train_state"] = summary
             return extra
@@ -753,6 +764,9 @@ class Trainer:
             out["data/bad_samples_total"] = float(self.bad_samples)
         if cfg.scale.velocity:
             self.velocity_samples += int(res.stats.get("velocity_samples", 0))
+            if "velocity_ratio" in res.stats:
+                self.velocity_ratios.append(res.stats["velocity_ratio"])
+                out["stats/recovered_scale"] = float(recovered_scale(self.velocity_ratios))
 
         teacher_vis = None
         if self.disc is not None:
@@ -799,6 +813,7 @@ class Trainer:
         metric_raw: List[Dict[str, float]] = []
         scales: List[float] = []
         metric_model = self.cfg.scale.velocity
+        factor = self.model_info().scale_factor  # 1 unless the scale is recovered from speed
         for i, batch in enumerate(loader):
             if v.max_batches and i >= v.max_batches:
                 break
@@ -827,7 +842,8 @@ class Trainer:
                     scales.append(compute_depth_metrics(pred, gt, v.min_depth, v.max_depth,
                                                         median_scaling=True)["scale"])
                 if metric_model and v.median_scaling:
-                    metric_raw.append(compute_depth_metrics(pred, gt, v.min_depth, v.max_depth,
+                    metric_raw.append(compute_depth_metrics(pred * factor, gt, v.min_depth,
+                                                            v.max_depth,
                                                             median_scaling=False))
         self.depth.train()
         if not per_image:
