@@ -10,6 +10,14 @@ seeds (10 000+) that training never renders. Variants:
     (d) dasp            full DASP: SPLB temporal discriminator + 3D consistency loss
     (e) no_stlm / no_aslm / no_3d   DASP ablations
 
+Two image-blind references are scored on the same test frames, so that a table can be read
+against what costs no learning at all: a constant depth, and the per-pixel median of the
+ground truth of the day *training* drives (a "road layout prior" that never looks at the
+image; it uses ground truth the methods never see). A model below that prior has learned
+nothing useful yet. Each model's depth spread on test frames (p98/p2 of predicted depth,
+against the ground truth's) and the correlation of log depths catch collapse to a constant.
+The day model is also scored on the day test set (how good the teacher is).
+
 Runs ``dasp train`` / ``dasp eval`` as subprocesses (``--jobs`` at a time, each with
 ``--threads`` threads), then writes ``--report`` (Markdown with the command, machine, table,
 goal checks) and a bar chart next to it.
@@ -28,6 +36,7 @@ import shlex
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -46,6 +55,8 @@ LABELS = {"day_only": "(a) day-only model", "night_selfsup": "(b) night-only sel
           "rnw": "(c) RNW-style single-map adversarial", "dasp": "(d) DASP (full)",
           "no_stlm": "(e) DASP w/o STLM", "no_aslm": "(e) DASP w/o ASLM",
           "no_3d": "(e) DASP w/o 3D loss"}
+REF_LABELS = {"constant": "reference: constant depth (image-blind)",
+              "pixel_prior": "reference: per-pixel day-GT median (image-blind)"}
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
@@ -108,10 +119,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         timings[f"{name}/seed{seed}"] = sh(cmd, run_dir / "benchmark.log", env)
         return find_checkpoint(run_dir)
 
-    def evaluate(name: str, seed: int, ckpt: Path) -> Dict[str, float]:
-        ev_dir = out / f"seed{seed}" / name / "eval_night"
+    def evaluate(name: str, seed: int, ckpt: Path, domain: str = "night") -> Dict[str, float]:
+        ev_dir = out / f"seed{seed}" / name / f"eval_{domain}"
         if not (args.skip_existing and (ev_dir / "eval.json").is_file()):
-            cmd = dasp + ["eval", str(ckpt), "--data", "synthetic-night-test",
+            cmd = dasp + ["eval", str(ckpt), "--data", f"synthetic-{domain}-test",
                           "--sequences", str(args.eval_sequences), "--out", str(ev_dir),
                           "--label", name, "--save-samples", "2", "--no-progress",
                           "--backend", "onnxruntime", "--threads", str(args.threads)]
@@ -126,6 +137,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             out_d["metric_abs_rel"] = float(scores["metric"]["metrics"]["abs_rel"])
         for region, m in scores["median"].get("per_region", {}).items():
             out_d[f"region_{region}_abs_rel"] = float(m["abs_rel"])
+        if domain == "night":
+            out_d.update(depth_spread(ckpt, args.eval_sequences, args.threads))
         return out_d
 
     results: Dict[str, Dict[int, Dict[str, float]]] = {}
@@ -136,6 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     def seed_pipeline_day(seed: int) -> Path:
         ckpt = train("day", seed, ["train.stage=day"], args.day_steps)
         results.setdefault("day_only", {})[seed] = evaluate("day", seed, ckpt)
+        results.setdefault("day_on_day", {})[seed] = evaluate("day", seed, ckpt, "day")
         bar.update(1)
         return ckpt
 
@@ -153,11 +167,79 @@ def main(argv: Optional[List[str]] = None) -> int:
             f.result()
     bar.close()
     wall = time.monotonic() - t_start
-    (out / "results.json").write_text(json.dumps({"results": results, "timings": timings},
-                                                 indent=2))
-    write_report(args, results, timings, wall, ROOT / args.report, argv)
+    refs = reference_scores(args.eval_sequences)
+    (out / "results.json").write_text(json.dumps({"results": results, "timings": timings,
+                                                  "references": refs}, indent=2))
+    write_report(args, results, timings, wall, ROOT / args.report, argv, refs)
     print((ROOT / args.report).read_text())
     return 0
+
+
+def _test_clips(domain: str, n_sequences: int, max_images: int = 0) -> list:
+    from dasp_core.eval.evaluate import build_preset
+
+    ds = build_preset(f"synthetic-{domain}-test", n_sequences=n_sequences)
+    n = len(ds) if not max_images else min(max_images, len(ds))
+    return [ds[i] for i in range(n)]
+
+
+def reference_scores(n_sequences: int, prior_sequences: int = 8) -> Dict[str, Dict[str, float]]:
+    """Image-blind references on the night test frames (same protocol as ``dasp eval``).
+
+    ``constant``: one depth everywhere (median scaling makes its value irrelevant).
+    ``pixel_prior``: per-pixel median of the ground truth of the first ``prior_sequences``
+    day training drives (seeds 0…, frames as the test set); sky/invalid pixels get 80 m.
+    """
+    import numpy as np
+
+    from dasp_core.data.synthetic import SyntheticClipDataset, SyntheticConfig
+    from dasp_core.eval.evaluate import SYNTHETIC_TEST_FRAMES
+    from dasp_core.eval.metrics import compute_depth_metrics, mean_metrics
+
+    train = SyntheticClipDataset(domain="day", seeds=list(range(prior_sequences)),
+                                 frames_per_sequence=SYNTHETIC_TEST_FRAMES,
+                                 cfg=SyntheticConfig(), offsets=(0,), max_cached_frames=4)
+    gts = np.stack([train[i].depth for i in range(len(train))]).astype(np.float64)
+    gts[~(gts > 0)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-sky pixels
+        prior = np.nanmedian(gts, axis=0)
+    prior = np.where(np.isfinite(prior), prior, 80.0).astype(np.float32)
+    per: Dict[str, List[Dict[str, float]]] = {"constant": [], "pixel_prior": []}
+    for clip in _test_clips("night", n_sequences):
+        gt = clip.depth
+        per["constant"].append(compute_depth_metrics(np.full_like(gt, 10.0), gt))
+        per["pixel_prior"].append(compute_depth_metrics(prior, gt))
+    return {k: {m: float(v) for m, v in mean_metrics(rows).items()} for k, rows in per.items()}
+
+
+def depth_spread(ckpt: Path, n_sequences: int, threads: int, max_images: int = 16
+                 ) -> Dict[str, float]:
+    """Collapse check on night test frames: median over images of the p98/p2 ratio of the
+    predicted depth (``spread``) and of the ground truth (``gt_spread``), and the median
+    Pearson correlation of log predicted and log true depth (``log_corr``; 0 for a constant)."""
+    import numpy as np
+
+    from dasp_core.runtime.factory import create_estimator
+
+    est = create_estimator(str(ckpt), backend="torch", device="cpu", threads=threads)
+    spread, gt_spread, corr = [], [], []
+    for clip in _test_clips("night", n_sequences, max_images):
+        gt = clip.depth
+        pred = est.predict(clip.frames[list(clip.offsets).index(0)])
+        if pred.shape != gt.shape:
+            import cv2
+            pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+        v = (gt > 1e-3) & (gt < 80.0) & np.isfinite(pred) & (pred > 0)
+        if v.sum() < 10:
+            continue
+        p, g = pred[v].astype(np.float64), gt[v].astype(np.float64)
+        spread.append(np.percentile(p, 98) / np.percentile(p, 2))
+        gt_spread.append(np.percentile(g, 98) / np.percentile(g, 2))
+        c = np.corrcoef(np.log(p), np.log(g))[0, 1] if p.std() > 0 else 0.0
+        corr.append(float(c) if np.isfinite(c) else 0.0)
+    return {"spread": float(np.median(spread)), "gt_spread": float(np.median(gt_spread)),
+            "log_corr": float(np.median(corr))}
 
 
 def _mean_std(vals: Sequence[float]) -> str:
@@ -167,9 +249,11 @@ def _mean_std(vals: Sequence[float]) -> str:
     return f"{a.mean():.3f} ± {a.std():.3f}" if a.size > 1 else f"{a.mean():.3f}"
 
 
-def write_report(args, results, timings, wall, path: Path, argv) -> None:
+def write_report(args, results, timings, wall, path: Path, argv,
+                 refs: Optional[Dict[str, Dict[str, float]]] = None) -> None:
     import numpy as np
 
+    refs = refs or {}
     order = ["day_only"] + [v for v in NIGHT_VARIANTS if v in results]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), platform.processor())
@@ -191,8 +275,10 @@ def write_report(args, results, timings, wall, path: Path, argv) -> None:
         f"(GT valid in (0.001, 80) m, per-image median scaling, per-image averaging). "
         f"Mean ± std over seeds.", "",
         "| variant | " + " | ".join(METRICS) + " | metric AbsRel (no median) | dark AbsRel | "
-        "lit AbsRel | moving AbsRel |",
-        "|---|" + "---|" * (len(METRICS) + 4)]
+        "lit AbsRel | moving AbsRel | depth spread p98/p2 | log-depth corr |",
+        "|---|" + "---|" * (len(METRICS) + 6)]
+    extra_cols = ("metric_abs_rel", "region_dark_abs_rel", "region_lit_abs_rel",
+                  "region_moving_abs_rel", "spread", "log_corr")
     means: Dict[str, float] = {}
     for v in order:
         per_seed = results.get(v, {})
@@ -201,12 +287,27 @@ def write_report(args, results, timings, wall, path: Path, argv) -> None:
         row = [LABELS[v]]
         for k in METRICS:
             row.append(_mean_std([r[k] for r in per_seed.values()]))
-        for k in ("metric_abs_rel", "region_dark_abs_rel", "region_lit_abs_rel",
-                  "region_moving_abs_rel"):
+        for k in extra_cols:
             vals = [r[k] for r in per_seed.values() if k in r]
             row.append(_mean_std(vals) if vals else "–")
         means[v] = float(np.mean([r["abs_rel"] for r in per_seed.values()]))
         lines.append("| " + " | ".join(row) + " |")
+    gt_spread = [r["gt_spread"] for v in order for r in results.get(v, {}).values()
+                 if "gt_spread" in r]
+    for ref in ("constant", "pixel_prior"):
+        if ref in refs:
+            row = [REF_LABELS[ref]] + [f"{refs[ref][k]:.3f}" for k in METRICS]
+            row += ["–"] * 4 + (["1.000", "0"] if ref == "constant" else ["–", "–"])
+            lines.append("| " + " | ".join(row) + " |")
+    if gt_spread:
+        lines += ["", f"Ground-truth depth spread p98/p2 on the same frames: "
+                      f"{np.median(gt_spread):.1f} (median over images)."]
+    if "day_on_day" in results:
+        lines += ["", "Day model on the **day** test set (the teacher's own quality): AbsRel "
+                  + _mean_std([r["abs_rel"] for r in results["day_on_day"].values()])
+                  + ", δ<1.25 " + _mean_std([r["a1"] for r in results["day_on_day"].values()])
+                  + (f"; image-blind pixel prior on night: AbsRel "
+                     f"{refs['pixel_prior']['abs_rel']:.3f}." if "pixel_prior" in refs else ".")]
     lines += ["", "## Goals", ""]
     if "dasp" in means and "night_selfsup" in means:
         ratio = means["dasp"] / means["night_selfsup"]
@@ -217,6 +318,11 @@ def write_report(args, results, timings, wall, path: Path, argv) -> None:
             worse = means[ab] > means["dasp"]
             lines.append(f"- {LABELS[ab]}: AbsRel {means[ab]:.3f} vs DASP {means['dasp']:.3f} — "
                          f"{'worse than DASP, as hoped' if worse else 'NOT worse than DASP'}.")
+    if "pixel_prior" in refs:
+        floor = refs["pixel_prior"]["abs_rel"]
+        below = [LABELS[v] for v in means if means[v] < floor]
+        lines.append(f"- Beats the image-blind pixel prior (AbsRel {floor:.3f}): "
+                     + (", ".join(below) if below else "no variant") + ".")
     lines += ["", "## Run times", "", "| run | minutes |", "|---|---|"]
     lines += [f"| {k} | {t / 60:.1f} |" for k, t in sorted(timings.items())]
     png = path.with_suffix(".png")

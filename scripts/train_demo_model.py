@@ -64,7 +64,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="config/train_synthetic_small.yaml")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--day-steps", type=int, default=800)
+    p.add_argument("--day-steps", type=int, default=1200)
     p.add_argument("--night-steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--from-run", default=None,
