@@ -31,7 +31,8 @@ H, W = 64, 192
 # ops a TensorRT 10/11 ONNX parser imports natively; anything else in our graph is a regression
 TRT_FRIENDLY = {"Conv", "Relu", "Elu", "MaxPool", "Add", "Sub", "Div", "Mul", "Concat", "Pad",
                 "Resize", "Sigmoid", "Cast", "QuantizeLinear", "DequantizeLinear",
-                "HardSwish", "HardSigmoid", "GlobalAveragePool", "ReduceMean"}
+                "HardSwish", "HardSigmoid", "GlobalAveragePool", "ReduceMean",
+                "Min", "Max", "Exp"}  # the last three: ELU as written by eo.decompose_elu
 FP16_TOL = 2e-3   # max |Δ disparity|, fp16 graph vs fp32 graph, onnxruntime CPU
 INT8_TOL = 0.05   # max |Δ disparity|, Q/DQ int8 graph vs fp32 graph, onnxruntime CPU
 
@@ -131,6 +132,96 @@ def test_onnxruntime_matches_torch(onnx_path):
     got = ort_disp(onnx_path, frames)
     assert ref.max() - ref.min() > 0.2  # the check below is not trivially satisfied
     assert np.abs(got - ref).max() <= 1e-4
+
+
+def test_graph_has_one_output_and_no_unused_heads(fp32_model):
+    """Deployment consumes the full-resolution disparity only: the scale-1..3 heads of the
+    training network (pad + conv + sigmoid each) must not be in the graph, and no node may
+    compute something nobody reads."""
+    g = fp32_model.graph
+    assert [o.name for o in g.output] == ["disparity"]
+    assert sum(n.op_type == "Sigmoid" for n in g.node) == 1
+    assert not [n.name for n in g.node if any(f"heads.{s}" in n.name for s in (1, 2, 3))]
+    consumed = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    dead = [n.name or n.op_type for n in g.node if not any(o in consumed for o in n.output)]
+    assert dead == []
+    used = {i for n in g.node for i in n.input}
+    assert [i.name for i in g.initializer if i.name not in used] == []
+    # only scale 0's 1-channel head exists: its depthwise conv sees 16 full-resolution channels
+    inits = {i.name: i for i in g.initializer}
+    heads = [n for n in g.node if n.op_type == "Conv"
+             and list(inits[n.input[1]].dims)[:2] == [1, 16]]
+    assert len(heads) == 1 and heads[0].name.endswith(eo.HEAD_POINTWISE_SUFFIX)
+
+
+def test_runtime_rewrites_applied_and_exact(ckpt, info, tmp_path, fp32_model):
+    meta = eo.model_metadata(fp32_model)
+    assert meta["graph_rewrites"] == ",".join(eo.RUNTIME_REWRITES)
+    ops = [n.op_type for n in fp32_model.graph.node]
+    assert "Elu" not in ops and ops.count("Exp") == 10  # the decoder's ten ConvBlocks
+    plain = eo.export_depth_net(make_net(), info, tmp_path / "plain.onnx", rewrite=False)
+    plain_model = onnx.load(str(plain))
+    assert eo.model_metadata(plain_model)["graph_rewrites"] == "none"
+    assert [n.op_type for n in plain_model.graph.node].count("Elu") == 10
+    x = to_batch(textured_frames(3, seed=5))
+    a, b = ort_disp(fp32_model, x), ort_disp(plain_model, x)
+    assert a.max() - a.min() > 0.2
+    assert np.abs(a - b).max() <= 1e-5
+
+
+def _one_op_model(node: onnx.NodeProto, x_shape, y_shape, inits=()) -> onnx.ModelProto:
+    g = helper.make_graph([node], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                      x_shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
+                          list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_decompose_elu_is_elu():
+    x = np.concatenate([np.linspace(-30, 30, 4001, dtype=np.float32),
+                        np.array([0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 1e4, -1e4],
+                                 np.float32)]).reshape(1, 1, 1, -1)
+    elu = _one_op_model(helper.make_node("Elu", ["x"], ["y"], alpha=1.0), x.shape, x.shape)
+    rewritten, n = eo.decompose_elu(elu)
+    assert n == 1 and [n.op_type for n in rewritten.graph.node] == ["Min", "Exp", "Sub", "Max"]
+    onnx.checker.check_model(rewritten, full_check=True)
+    sess = ort.InferenceSession(rewritten.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x": x})[0]
+    ref = np.where(x > 0, x, np.expm1(np.minimum(x, 0).astype(np.float64))).astype(np.float32)
+    assert np.abs(got - ref).max() <= 2e-7 and np.isfinite(got).all()
+    # alpha != 1 is not ELU as max(x, alpha * (e^x - 1)): left alone
+    other = _one_op_model(helper.make_node("Elu", ["x"], ["y"], alpha=2.0), x.shape, x.shape)
+    assert eo.decompose_elu(other)[1] == 0
+
+
+def test_split_single_channel_conv_is_the_same_conv():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((1, 16, 3, 3)).astype(np.float32)
+    b = np.array([0.3], np.float32)
+    conv = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3, 3],
+                            pads=[1, 1, 1, 1], name="head")
+    model = _one_op_model(conv, [1, 16, 20, 24], [1, 1, 20, 24],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    rewritten, n = eo.split_single_channel_conv(model)
+    assert n == 1
+    onnx.checker.check_model(rewritten, full_check=True)
+    dw, pw = rewritten.graph.node
+    assert dw.name == "head" + eo.HEAD_DEPTHWISE_SUFFIX
+    assert pw.name == "head" + eo.HEAD_POINTWISE_SUFFIX
+    assert {a.name: helper.get_attribute_value(a) for a in dw.attribute}["group"] == 16
+    assert "w" not in {i.name for i in rewritten.graph.initializer}  # replaced, not kept
+    x = rng.standard_normal((1, 16, 20, 24)).astype(np.float32)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(),  # noqa: E731
+                                         providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    # the same sum in another order: float rounding only (values here are ~20)
+    np.testing.assert_allclose(run(rewritten), run(model), rtol=1e-5, atol=2e-5)
+    # a conv with several output channels, or too few inputs to be padded, is not touched
+    for shape in [(2, 16, 3, 3), (1, 4, 3, 3)]:
+        w2 = rng.standard_normal(shape).astype(np.float32)
+        m2 = _one_op_model(helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3]),
+                           [1, shape[1], 8, 8], [1, shape[0], 6, 6],
+                           [numpy_helper.from_array(w2, "w")])
+        assert eo.split_single_channel_conv(m2)[1] == 0
 
 
 def test_several_sizes_one_file_each(ckpt, tmp_path):
@@ -290,6 +381,10 @@ def test_int8_qdq_graph_for_tensorrt(fp32_model, calib_dir):
     head = producers[sig.input[0]]
     assert head.op_type == "Conv" and head.input[1] in inits
     assert inits[head.input[1]].dtype == np.float32
+    # the head was split into depthwise + channel sum (split_single_channel_conv): both float
+    depthwise = producers[head.input[0]]
+    assert depthwise.op_type == "Conv" and depthwise.input[1] in inits
+    assert inits[depthwise.input[1]].dtype == np.float32
     meta = eo.model_metadata(q)
     assert meta["precision"] == "int8" and "minmax" in meta["quantization"]
     assert eo.read_model_info(q) == eo.read_model_info(fp32_model)

@@ -186,7 +186,17 @@ class DepthDecoder(nn.Module):
                                                       padding_mode="reflect")
                                     for s in self.scales})
 
-    def forward(self, feats: List[torch.Tensor]) -> List[torch.Tensor]:
+    def forward(self, feats: List[torch.Tensor],
+                scales: Optional[Sequence[int]] = None) -> List[torch.Tensor]:
+        """Disparities at ``scales`` (default: every configured scale, what training needs).
+
+        Deployment asks for ``scales=(0,)``: the coarser heads (reflection pad + conv + sigmoid
+        each) are then not computed at all, instead of being computed and thrown away.
+        """
+        wanted = self.scales if scales is None else sorted(scales)
+        for s in wanted:
+            if s not in self.scales:
+                raise ValueError(f"scale {s} has no head (configured scales: {self.scales})")
         x = feats[-1]
         outs: Dict[int, torch.Tensor] = {}
         for j, i in enumerate(range(4, -1, -1)):
@@ -195,9 +205,9 @@ class DepthDecoder(nn.Module):
             if i > 0:
                 x = torch.cat([x, feats[i - 1]], dim=1)
             x = self.up1[j](x)
-            if i in self.scales:
+            if i in wanted:
                 outs[i] = torch.sigmoid(self.heads[str(i)](x))
-        return [outs[s] for s in self.scales]
+        return [outs[s] for s in wanted]
 
 
 class DepthNet(nn.Module):
@@ -214,13 +224,27 @@ class DepthNet(nn.Module):
         self.decoder = DepthDecoder(self.encoder.channels, self.cfg.decoder_channels,
                                     self.cfg.scales)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    @staticmethod
+    def _check_input(x: torch.Tensor) -> None:
         H, W = x.shape[-2:]
         if H % 32 or W % 32 or H < 64 or W < 64:
             # at 32 px the stride-32 feature map is 1 px, too small for reflection padding
             raise ValueError(f"DepthNet input must be a multiple of 32 and at least 64x64, "
                              f"got {H}x{W}")
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        self._check_input(x)
         return self.decoder(self.encoder(x))
+
+    def forward_disparity(self, x: torch.Tensor) -> torch.Tensor:
+        """Deployment forward: the full-resolution disparity ``[B, 1, H, W]`` only.
+
+        Equal to ``forward(x)[0]`` (same ops on the same path), minus the scale-1..3 heads that
+        only training consumes. The exported ONNX graph never contained those heads (dead-code
+        elimination), so this is also what makes torch and onnxruntime do the same work.
+        """
+        self._check_input(x)
+        return self.decoder(self.encoder(x), scales=(0,))[0]
 
 
 class DisparityHead(nn.Module):
@@ -231,4 +255,4 @@ class DisparityHead(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[0]
+        return self.net.forward_disparity(x)

@@ -152,17 +152,19 @@ def onnx_for_checkpoint(checkpoint: str | os.PathLike,
                         cache_root: Optional[str | os.PathLike] = None) -> Path:
     """The ONNX export of a checkpoint in ``<cache>/onnx``, exported on first use (torch).
 
-    Keyed by the checkpoint's sha256, the input size and the dasp version, so a retrained
-    checkpoint or a new dasp exports again.
+    Keyed by the checkpoint's sha256, the input size, the dasp version and the exporter's
+    graph revision, so a retrained checkpoint or a new dasp exports again.
     """
     from dasp_core.export import cache_dir
-    from dasp_core.export.onnx import export_depth_net, file_sha256
+    from dasp_core.export.onnx import GRAPH_REVISION, export_depth_net, file_sha256
     from dasp_core.checkpoint import load_depth_model
 
     sha = file_sha256(checkpoint)
     net, info, _ = load_depth_model(checkpoint, "cpu")
     h, w = input_size or (int(info.input_height), int(info.input_width))
-    path = cache_dir("onnx", cache_root) / f"{sha[:24]}_{h}x{w}_dasp{__version__}.onnx"
+    # GRAPH_REVISION: a cache written before the runtime rewrites is not reused
+    path = cache_dir("onnx", cache_root) / (f"{sha[:24]}_{h}x{w}_dasp{__version__}"
+                                            f"_g{GRAPH_REVISION}.onnx")
     if path.is_file():
         log.info("ONNX cache hit for %s: %s", checkpoint, path)
         return path

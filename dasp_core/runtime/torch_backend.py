@@ -82,11 +82,13 @@ class TorchEstimator(ImagePipelineMixin):
         batch = self._check_batch(batch)
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         with self._lock:
+            # forward_disparity: scale 0 only, like the exported graph (the coarser heads are
+            # training outputs; computing them here would be wasted work)
             if self.precision == "fp16":
                 with torch.autocast(device_type="cuda", dtype=torch.float16):
-                    disp = self.net(x)[0]
+                    disp = self.net.forward_disparity(x)
             else:
-                disp = self.net(x)[0]
+                disp = self.net.forward_disparity(x)
         return disp.float().cpu().numpy()
 
 
