@@ -29,6 +29,7 @@ speed and dt (NaN marks "absent" in :func:`dasp_core.data.sample.clip_to_tensors
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -109,11 +110,8 @@ def velocity_ratio(translations: Sequence[torch.Tensor], offsets: Sequence[int],
 
 def recovered_scale(ratios: Sequence[float]) -> Optional[float]:
     """Median of per-step ``target_m / predicted`` ratios (finite, positive ones), or None."""
-    vals = sorted(r for r in ratios if math.isfinite(r) and r > 0)
-    if not vals:
-        return None
-    n = len(vals)
-    return vals[n // 2] if n % 2 else 0.5 * (vals[n // 2 - 1] + vals[n // 2])
+    vals = [r for r in ratios if math.isfinite(r) and r > 0]
+    return statistics.median(vals) if vals else None
 
 
 def median_scale_report(scales: Sequence[float]) -> Dict[str, float]:
