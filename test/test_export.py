@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import List
 
 import cv2
 import numpy as np
@@ -167,6 +168,44 @@ def test_runtime_rewrites_applied_and_exact(ckpt, info, tmp_path, fp32_model):
     a, b = ort_disp(fp32_model, x), ort_disp(plain_model, x)
     assert a.max() - a.min() > 0.2
     assert np.abs(a - b).max() <= 1e-5
+
+
+def _ort_optimized_ops(model_path: Path, out: Path) -> List[str]:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(out)
+    ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(str(out)).graph.node]
+
+
+def test_zero_pad_relu_decoder_exports_exactly_and_stays_in_nchwc(info, tmp_path):
+    """The deployment decoder (zeros + relu): no Pad, no ELU ops, parity with torch; and the
+    reason it exists: onnxruntime keeps its decoder in the blocked layout (far fewer
+    layout conversions than the monodepth2 decoder, whose reflection Pad and ELU ops force
+    a ReorderInput/ReorderOutput pair around every decoder conv)."""
+    torch.manual_seed(1)
+    net = DepthNet(DepthNetConfig(encoder="resnet18", decoder_padding="zeros",
+                                  decoder_activation="relu")).eval()
+    with torch.no_grad():
+        net.decoder.heads["0"].weight.mul_(30.0)
+    path = eo.export_depth_net(net, info, tmp_path / "zr.onnx")
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Pad" not in ops and "Elu" not in ops and "Exp" not in ops
+    assert set(ops) <= TRT_FRIENDLY
+    x = to_batch(textured_frames(3, seed=2))
+    with torch.inference_mode():
+        ref = DisparityHead(net)(torch.from_numpy(x)).numpy()
+    got = ort_disp(path, x)
+    assert ref.max() - ref.min() > 0.2
+    assert np.abs(got - ref).max() <= 1e-4
+    base = eo.export_depth_net(make_net(), info, tmp_path / "base.onnx")
+    base_ops = _ort_optimized_ops(base, tmp_path / "base_opt.onnx")
+    if "ReorderInput" not in base_ops:
+        pytest.skip("onnxruntime's NCHWc layout is not used on this CPU")
+    zr_ops = _ort_optimized_ops(path, tmp_path / "zr_opt.onnx")
+    reorders = lambda o: o.count("ReorderInput") + o.count("ReorderOutput")  # noqa: E731
+    assert reorders(base_ops) >= 20          # a pair per decoder conv (11 of them)
+    assert reorders(zr_ops) <= 4             # input, output, the odd skip connection
 
 
 def _one_op_model(node: onnx.NodeProto, x_shape, y_shape, inits=()) -> onnx.ModelProto:

@@ -137,6 +137,45 @@ def test_depthnet_config_errors_name_key():
         DepthNetConfig(encoder="vgg16").validate()
 
 
+def test_depthnet_decoder_options_build_what_they_say_and_round_trip(tmp_path):
+    from dasp_core.checkpoint import load_depth_model, save_checkpoint
+    from dasp_core.runtime.base import ModelInfo
+
+    torch.manual_seed(0)
+    cfg = DepthNetConfig(encoder="resnet18", decoder_padding="zeros", decoder_activation="relu")
+    net = DepthNet(cfg).eval()
+    convs = [m for m in net.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and {c.padding_mode for c in convs} == {"zeros"}
+    assert not any(isinstance(m, torch.nn.ELU) for m in net.modules())
+    assert sum(isinstance(m, torch.nn.ReLU) for m in net.decoder.modules()) == 10
+    default = DepthNet(DepthNetConfig(encoder="resnet18"))
+    assert {c.padding_mode for c in default.decoder.modules()
+            if isinstance(c, torch.nn.Conv2d)} == {"reflect"}
+    assert sum(isinstance(m, torch.nn.ELU) for m in default.decoder.modules()) == 10
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        out = net(x)
+    assert [tuple(o.shape) for o in out] == [(2, 1, 64, 96), (2, 1, 32, 48), (2, 1, 16, 24),
+                                             (2, 1, 8, 12)]
+    # the same weights with reflection padding give other border values: the key is real
+    default.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        ref = default.eval()(x)[0]
+    assert (out[0] - ref)[..., 0, :].abs().max() > 1e-6
+    path = save_checkpoint(tmp_path / "zr.pt", net, ModelInfo(input_height=64, input_width=96))
+    loaded, _, _ = load_depth_model(path)
+    assert loaded.cfg.decoder_padding == "zeros" and loaded.cfg.decoder_activation == "relu"
+    with torch.no_grad():
+        assert torch.allclose(loaded.float()(x)[0], out[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("key,value,allowed", [("decoder_padding", "replicate", "'reflect'"),
+                                               ("decoder_activation", "gelu", "'elu'")])
+def test_depthnet_decoder_option_errors_name_key_and_choices(key, value, allowed):
+    with pytest.raises(ConfigError, match=rf"model\.depth\.{key} = '{value}'.*{allowed}"):
+        DepthNetConfig(**{key: value}).validate()
+
+
 # ----------------------------------------------------------------------------- PoseNet
 
 @pytest.mark.parametrize("hw", [(64, 96), (96, 320), (128, 64)])

@@ -444,6 +444,10 @@ def test_bench_quick_smoke(ckpt, tmp_path, capsys):
     ort_row = next(r for r in report["rows"] if r["backend"] == "onnxruntime")
     assert ort_row["net_cpu"]["n"] == 2 and "vs_torch_cpu" in ort_row and "vs_torch_p99" in ort_row
     assert "CPU time, one thread" in md and report["settings"]["interleaved_block"] >= 1
+    # the report names the architecture measured; random-network flags are not in the
+    # command of a run that measured a given model
+    assert "decoder padding reflect, activation elu" in report["architecture"]
+    assert "--encoder" not in report["command"] and "decoder padding" in md
 
 
 def test_latency_goal_not_judged_on_a_busy_machine():

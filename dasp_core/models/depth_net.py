@@ -24,6 +24,8 @@ import torchvision
 from dasp_core.errors import ConfigError, ModelFileError, check_choice, check_range
 
 ENCODERS = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_large")
+DECODER_PADDINGS = ("reflect", "zeros")
+DECODER_ACTIVATIONS = ("elu", "relu")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -39,6 +41,15 @@ class DepthNetConfig:
         scales: output scales (0 = full resolution), subset of 0..3.
         decoder_channels: decoder widths from fine to coarse (5 values).
         min_depth, max_depth: metres, the range the sigmoid disparity maps to.
+        decoder_padding: ``reflect`` (monodepth2, the paper's decoder) or ``zeros``.
+        decoder_activation: ``elu`` (monodepth2) or ``relu``.
+
+    ``zeros`` + ``relu`` is the deployment-oriented decoder: onnxruntime's CPU provider keeps
+    every decoder convolution in its blocked (NCHWc) layout with the activation fused into
+    the convolution, whereas a reflection ``Pad`` and ELU's element-wise ops run outside that
+    layout, with a layout conversion before and after every decoder convolution
+    (docs/performance.md has the measured cost). Changing either key changes the model: it
+    must be trained with it.
     """
 
     encoder: str = "resnet18"
@@ -47,6 +58,8 @@ class DepthNetConfig:
     decoder_channels: Sequence[int] = (16, 32, 64, 128, 256)
     min_depth: float = 0.1
     max_depth: float = 100.0
+    decoder_padding: str = "reflect"
+    decoder_activation: str = "elu"
 
     def validate(self, prefix: str = "model.depth") -> "DepthNetConfig":
         check_choice(f"{prefix}.encoder", self.encoder, ENCODERS)
@@ -57,6 +70,9 @@ class DepthNetConfig:
         if len(self.decoder_channels) != 5 or any(int(c) < 1 for c in self.decoder_channels):
             raise ConfigError(f"{prefix}.decoder_channels", list(self.decoder_channels),
                               "5 positive integers")
+        check_choice(f"{prefix}.decoder_padding", self.decoder_padding, DECODER_PADDINGS)
+        check_choice(f"{prefix}.decoder_activation", self.decoder_activation,
+                     DECODER_ACTIVATIONS)
         check_range(f"{prefix}.min_depth", self.min_depth, 0.0, None, lo_open=True)
         if not self.max_depth > self.min_depth:
             raise ConfigError(f"{prefix}.max_depth", self.max_depth,
@@ -157,12 +173,17 @@ class Encoder(nn.Module):
 
 
 class ConvBlock(nn.Module):
-    """3x3 reflection-padded convolution + ELU (monodepth2's decoder layer)."""
+    """3x3 convolution (``padding``: reflect or zeros) + activation (``elu``, monodepth2's
+    decoder layer, or ``relu``); spatial size kept."""
 
-    def __init__(self, cin: int, cout: int, act: bool = True) -> None:
+    def __init__(self, cin: int, cout: int, act: bool = True, padding: str = "reflect",
+                 activation: str = "elu") -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect")
-        self.act = nn.ELU(inplace=True) if act else nn.Identity()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, padding_mode=padding)
+        if not act:
+            self.act: nn.Module = nn.Identity()
+        else:
+            self.act = nn.ELU(inplace=True) if activation == "elu" else nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(x))
@@ -172,18 +193,21 @@ class DepthDecoder(nn.Module):
     """U-Net decoder with nearest upsampling, skip connections and sigmoid heads per scale."""
 
     def __init__(self, enc_channels: Sequence[int], dec_channels: Sequence[int],
-                 scales: Sequence[int]) -> None:
+                 scales: Sequence[int], padding: str = "reflect",
+                 activation: str = "elu") -> None:
         super().__init__()
         self.scales = sorted(scales)
         self.up0 = nn.ModuleList()
         self.up1 = nn.ModuleList()
         for i in range(4, -1, -1):
             cin = enc_channels[-1] if i == 4 else dec_channels[i + 1]
-            self.up0.append(ConvBlock(cin, dec_channels[i]))
+            self.up0.append(ConvBlock(cin, dec_channels[i], padding=padding,
+                                      activation=activation))
             skip = enc_channels[i - 1] if i > 0 else 0
-            self.up1.append(ConvBlock(dec_channels[i] + skip, dec_channels[i]))
+            self.up1.append(ConvBlock(dec_channels[i] + skip, dec_channels[i], padding=padding,
+                                      activation=activation))
         self.heads = nn.ModuleDict({str(s): nn.Conv2d(dec_channels[s], 1, 3, padding=1,
-                                                      padding_mode="reflect")
+                                                      padding_mode=padding)
                                     for s in self.scales})
 
     def forward(self, feats: List[torch.Tensor],
@@ -222,7 +246,8 @@ class DepthNet(nn.Module):
         self.cfg = (cfg or DepthNetConfig()).validate()
         self.encoder = Encoder(self.cfg.encoder, self.cfg.pretrained_path)
         self.decoder = DepthDecoder(self.encoder.channels, self.cfg.decoder_channels,
-                                    self.cfg.scales)
+                                    self.cfg.scales, padding=self.cfg.decoder_padding,
+                                    activation=self.cfg.decoder_activation)
 
     @staticmethod
     def _check_input(x: torch.Tensor) -> None:

@@ -63,6 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                    "else a random-weights network of --encoder (latency only)")
     p.add_argument("--encoder", default="resnet18",
                    help="encoder of the random-weights network when no model is given")
+    p.add_argument("--decoder-padding", default="reflect", choices=("reflect", "zeros"),
+                   help="decoder padding of the random-weights network (model.depth."
+                        "decoder_padding)")
+    p.add_argument("--decoder-activation", default="elu", choices=("elu", "relu"),
+                   help="decoder activation of the random-weights network (model.depth."
+                        "decoder_activation)")
     p.add_argument("--backends", default=None,
                    help="comma list of torch, onnxruntime, tensorrt (default: all; unavailable "
                         "ones are reported as skipped; --quick: torch,onnxruntime)")
@@ -297,7 +303,8 @@ def _default_model() -> Optional[Path]:
         return None
 
 
-def _random_checkpoint(encoder: str, size: Tuple[int, int], workdir: Path) -> Path:
+def _random_checkpoint(encoder: str, size: Tuple[int, int], workdir: Path,
+                       decoder: Tuple[str, str] = ("reflect", "elu")) -> Path:
     import torch
 
     from dasp_core.checkpoint import save_checkpoint
@@ -305,9 +312,20 @@ def _random_checkpoint(encoder: str, size: Tuple[int, int], workdir: Path) -> Pa
     from dasp_core.runtime.base import ModelInfo
 
     torch.manual_seed(0)
-    net = DepthNet(DepthNetConfig(encoder=encoder)).eval()
-    info = ModelInfo(input_height=size[0], input_width=size[1], name=f"random-{encoder}")
+    net = DepthNet(DepthNetConfig(encoder=encoder, decoder_padding=decoder[0],
+                                  decoder_activation=decoder[1])).eval()
+    info = ModelInfo(input_height=size[0], input_width=size[1],
+                     name=f"random-{encoder}-{decoder[0]}-{decoder[1]}")
     return save_checkpoint(workdir / f"random_{encoder}.pt", net, info)
+
+
+def _decoder_of(ckpt: Path) -> str:
+    """``padding + activation`` of a checkpoint's decoder, for the report."""
+    from dasp_core.checkpoint import read_checkpoint
+
+    cfg = read_checkpoint(ckpt).get("depth_config") or {}
+    return (f"{cfg.get('encoder', '?')}, decoder padding {cfg.get('decoder_padding', 'reflect')}"
+            f", activation {cfg.get('decoder_activation', 'elu')}")
 
 
 def _available(name: str) -> Optional[str]:
@@ -329,7 +347,7 @@ def run_benchmark(model: Optional[str], backends: Sequence[str], sizes: Sequence
                   threads: Sequence[int], iters: int, warmup: int,
                   image_size: Tuple[int, int], precision: str = "fp32", device: str = "cpu",
                   calib_dir: Optional[str] = None, encoder: str = "resnet18",
-                  rss: bool = True, rss_frames: int = 50,
+                  decoder: Tuple[str, str] = ("reflect", "elu"), rss: bool = True, rss_frames: int = 50,
                   command: Optional[str] = None) -> Dict[str, Any]:
     """Measure every configuration; returns the report dict (see :func:`render_markdown`)."""
     from tqdm import tqdm
@@ -353,10 +371,12 @@ def run_benchmark(model: Optional[str], backends: Sequence[str], sizes: Sequence
         else:
             ckpt = _default_model()
             if ckpt is None:
-                ckpt = _random_checkpoint(encoder, sizes[0], work)
+                ckpt = _random_checkpoint(encoder, sizes[0], work, decoder)
                 report["notes"].append(f"no model given and no shipped model: random-weights "
                                        f"{encoder} (latency is weight-independent)")
         report["model"] = str(model or ckpt)
+        if ckpt is not None:
+            report["architecture"] = _decoder_of(ckpt)
         if onnx_fixed is not None:
             from dasp_core.runtime.onnx_backend import read_onnx_model_info
 
@@ -545,7 +565,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
     m = report["machine"]
     lines = ["# dasp inference benchmark", "",
              f"- command: `{report['command']}`", f"- date: {report['date']}",
-             f"- model: `{report.get('model')}`",
+             f"- model: `{report.get('model')}`"
+             + (f" ({report['architecture']})" if report.get("architecture") else ""),
              f"- machine: {m.get('cpu')}, {m.get('usable_cores')} usable / "
              f"{m.get('logical_cores')} logical cores, {m.get('memory_gb')} GB, {m.get('platform')}",
              f"- GPU: {m.get('gpu', 'none')}",
@@ -611,8 +632,12 @@ def run(args: argparse.Namespace) -> int:
 def _command_line(args: argparse.Namespace) -> str:
     """The full, reproducible ``dasp bench`` command (every option, defaults resolved)."""
     parts = ["dasp", "bench"]
+    # the random-network options only matter when there is no model to measure
+    random_net = args.model is None and _default_model() is None
     for key, value in vars(args).items():
         if value is None or value is False or key == "command":
+            continue
+        if not random_net and key in ("encoder", "decoder_padding", "decoder_activation"):
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -653,6 +678,7 @@ def _run(args: argparse.Namespace) -> int:
     command = _command_line(args)
     report = run_benchmark(args.model, backends, sizes, threads, iters, warmup, image_size,
                            args.precision, args.device, args.calib_dir, args.encoder,
+                           decoder=(args.decoder_padding, args.decoder_activation),
                            rss=not args.no_rss, rss_frames=args.rss_frames, command=command)
     text = render_markdown(report)
     print(text)
