@@ -450,6 +450,20 @@ def test_bench_quick_smoke(ckpt, tmp_path, capsys):
     assert "--encoder" not in report["command"] and "decoder padding" in md
 
 
+def test_bench_random_network_of_a_chosen_decoder(tmp_path):
+    from dasp_core.cli import main
+
+    out = tmp_path / "random"
+    rc = main(["bench", "--quick", "--model", "random", "--encoder", "resnet18",
+               "--decoder-padding", "zeros", "--decoder-activation", "relu",
+               "--backends", "onnxruntime", "--out", str(out), "--no-rss", "--iters", "1"])
+    assert rc == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["architecture"] == "resnet18, decoder padding zeros, activation relu"
+    assert "--decoder-padding zeros" in report["command"]
+    assert [r["backend"] for r in report["rows"]] == ["onnxruntime"]
+
+
 def test_latency_goal_not_judged_on_a_busy_machine():
     from dasp_core.runtime.bench import QUIET_IDLE, _goals, cpu_idle_fraction
 

@@ -59,8 +59,9 @@ BLOCK = 5  # timed calls per backend before switching to the next (time_interlea
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="dasp checkpoint (.pt) or .onnx; default: the shipped model, "
-                                   "else a random-weights network of --encoder (latency only)")
+    p.add_argument("--model", help="dasp checkpoint (.pt) or .onnx, or 'random' (a random-weights "
+                                   "network of --encoder/--decoder-*: latency only); default: "
+                                   "the shipped model, else 'random'")
     p.add_argument("--encoder", default="resnet18",
                    help="encoder of the random-weights network when no model is given")
     p.add_argument("--decoder-padding", default="reflect", choices=("reflect", "zeros"),
@@ -364,7 +365,10 @@ def run_benchmark(model: Optional[str], backends: Sequence[str], sizes: Sequence
         work = Path(tmp)
         ckpt: Optional[Path] = None
         onnx_fixed: Optional[Path] = None
-        if model and model.endswith(".onnx"):
+        if model == "random":
+            ckpt = _random_checkpoint(encoder, sizes[0], work, decoder)
+            report["notes"].append(f"random-weights {encoder} (latency is weight-independent)")
+        elif model and model.endswith(".onnx"):
             onnx_fixed = Path(model)
         elif model:
             ckpt = Path(model)
@@ -633,7 +637,7 @@ def _command_line(args: argparse.Namespace) -> str:
     """The full, reproducible ``dasp bench`` command (every option, defaults resolved)."""
     parts = ["dasp", "bench"]
     # the random-network options only matter when there is no model to measure
-    random_net = args.model is None and _default_model() is None
+    random_net = args.model == "random" or (args.model is None and _default_model() is None)
     for key, value in vars(args).items():
         if value is None or value is False or key == "command":
             continue
