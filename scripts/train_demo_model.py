@@ -104,6 +104,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--scale", choices=("calibrated", "learned"), default="calibrated",
                    help="ship the velocity-learned scale, or a fixed factor calibrated on "
                         "validation drives (default; see the report)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra config override for both stages (repeatable), e.g. "
+                        "model.depth.decoder_padding=zeros")
     p.add_argument("--calib-seeds", type=int, nargs="+", default=[9500, 9501, 9502, 9503])
     args = p.parse_args(argv)
 
@@ -114,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     dasp = [sys.executable, "-m", "dasp_core.cli"]
     common = [f"experiment.seed={args.seed}", f"train.threads={args.threads}",
-              "train.device=cpu", "val.interval=100000"] + SIZE_OVERRIDES
+              "train.device=cpu", "val.interval=100000"] + SIZE_OVERRIDES + list(args.set)
     if args.from_run:
         night_dir = ROOT / args.from_run
     else:
@@ -164,8 +167,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     cfg = (read_checkpoint(pt).get("train_config") or {})
     if args.from_run:
-        provenance = (f"the shipped files came from the existing night run `{args.from_run}`; "
-                      "`scripts/benchmark_dasp.py` trains its full-DASP runs with these settings")
+        tc = cfg or {}
+        provenance = (f"the shipped files came from the existing night run `{args.from_run}` "
+                      f"(seed {tc.get('experiment', {}).get('seed', '?')}, night "
+                      f"{tc.get('train', {}).get('max_steps', '?')} steps, from day checkpoint "
+                      f"`{tc.get('train', {}).get('day_checkpoint', '?')}`), trained with "
+                      "the same commands this script runs without --from-run; from scratch: "
+                      f"`python scripts/train_demo_model.py --seed "
+                      f"{tc.get('experiment', {}).get('seed', args.seed)} --threads "
+                      f"{tc.get('train', {}).get('threads', args.threads)}`")
     else:
         provenance = (f"trained here: day stage {args.day_steps} steps, then night stage "
                       f"{args.night_steps} steps (full DASP: SPLB discriminator + 3D loss), "
@@ -179,6 +189,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"({sizes[pt.name]:.1f} MB, fp16 weights, for `dasp eval`/`dasp export`/fine-tuning).", "",
         f"Reproduce: `{cmd}` ({provenance}).", "",
         f"Model: DepthNet `{info.extra.get('encoder', cfg.get('model', {}).get('depth', {}).get('encoder', 'mobilenet_v3_large'))}`"
+        f" with decoder padding `{net.cfg.decoder_padding}` and activation "
+        f"`{net.cfg.decoder_activation}`"
         f", input {info.input_height}x{info.input_width}, depth range "
         f"{info.min_depth:g}–{info.max_depth:g} m, scale `{info.scale_source}` "
         f"(factor {info.scale_factor:g}; the velocity-learned scale of the run was "
