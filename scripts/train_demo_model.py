@@ -134,8 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     learned = (info.scale_source, info.scale_factor)
     ratio = calibrate_scale(net, info, args.calib_seeds)
     if args.scale == "calibrated":
-        # The velocity-learned scale of a short CPU run is not trustworthy (docs/benchmark.md
-        # shows it off by an order of magnitude); ship a factor calibrated on held-out
+        # The velocity-learned scale of a short CPU run is not trustworthy (docs/demo_model.md
+        # gives how far off it was on held-out drives); ship a factor calibrated on held-out
         # validation drives instead, and say so in the model and the report.
         info.scale_factor = float(info.scale_factor * ratio)
         info.scale_source = "fixed"

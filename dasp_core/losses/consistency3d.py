@@ -86,7 +86,7 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     so a scale-dependent term ends up choosing it: an earlier version detached the
     normaliser, which turned the numerator's linear dependence on the scale into a steady
     pull towards ever smaller depths and collapsed night models to the minimum depth
-    (docs/benchmark.md).
+    (docs/benchmark_rnw_lambda.md, "What changed").
 
     Args:
         depth_a, depth_b: ``[B, 1, H, W]`` z-depths in metres of views a and b.

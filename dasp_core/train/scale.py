@@ -14,7 +14,7 @@ Two ways to use it (``scale.velocity_mode``):
   through the photometric loss the depth network) learns metres; the checkpoint declares
   ``scale_factor = 1``. With Adam and a pose head scaled by 0.01 (monodepth2) the translation
   moves by ~lr·0.01 per step, so on short budgets it stays far from metric (measured: the
-  velocity loss did not decrease in 300 steps, docs/benchmark.md).
+  velocity loss did not decrease in 300 steps, docs/benchmark_rnw_lambda.md).
 * ``recover`` (ours, the default): training stays scale-free (photometric, smoothness, 3D and
   adversarial terms are all invariant to one global scale) and the metric factor is measured
   instead: ``Σ speed·dt·|k| / Σ ‖t_pred‖`` per step (:func:`velocity_ratio`), its median over

@@ -1,0 +1,108 @@
+"""The benchmark script's report: goal checks, per-seed table and reused-run times.
+
+The benchmark itself takes an hour; these tests feed its report writer made-up scores so that
+the arithmetic the published claim rests on (ratio to night-only, which ablation is worse)
+is checked in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("benchmark_dasp",
+                                                  ROOT / "scripts" / "benchmark_dasp.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _scores(abs_rel: float) -> dict:
+    return {"abs_rel": abs_rel, "sq_rel": 1.0, "rmse": 2.0, "rmse_log": 0.3, "a1": 0.5,
+            "a2": 0.7, "a3": 0.9}
+
+
+def _args(**kw) -> argparse.Namespace:
+    base = dict(config="config/train_synthetic_small.yaml", seeds=[0, 1], day_steps=10,
+                night_steps=5, jobs=2, threads=1, eval_sequences=2, extra=[])
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+def _report(bench, tmp_path, results, **kw) -> str:
+    path = tmp_path / "bench.md"
+    bench.write_report(_args(), results, {"dasp/seed0": 60.0}, 120.0, path, ["--seeds", "0", "1"],
+                       **kw)
+    return path.read_text()
+
+
+def test_goal_ratio_per_seed_and_ablations(bench, tmp_path):
+    results = {"day_only": {0: _scores(0.6), 1: _scores(0.6)},
+               "night_selfsup": {0: _scores(0.5), 1: _scores(0.7)},
+               "dasp": {0: _scores(0.35), 1: _scores(0.63)},      # mean 0.49 / 0.6 = 0.817
+               "no_stlm": {0: _scores(0.5), 1: _scores(0.6)},     # worse (0.55)
+               "no_aslm": {0: _scores(0.3), 1: _scores(0.6)}}     # better (0.45)
+    text = _report(bench, tmp_path, results)
+    assert "= 0.817 (goal ≤ 0.8): NOT met" in text
+    assert "| DASP / night-only | 0.700 | 0.900 |" in text
+    assert "| (d) DASP (full) | 0.350 | 0.630 |" in text
+    assert "w/o STLM: AbsRel 0.550 vs DASP 0.490 — worse than DASP" in text
+    assert "w/o ASLM: AbsRel 0.450 vs DASP 0.490 — NOT worse than DASP" in text
+
+    results["dasp"] = {0: _scores(0.35), 1: _scores(0.55)}       # 0.45 / 0.6 = 0.75
+    assert "= 0.750 (goal ≤ 0.8): met" in _report(bench, tmp_path, results)
+
+
+def test_reused_runs_are_timed_from_their_files_and_marked(bench, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("x")
+    (run / "final.pt").write_text("y")
+    now = time.time()
+    os.utime(run / "config.yaml", (now - 450.0, now - 450.0))
+    os.utime(run / "final.pt", (now, now))
+    seconds = bench.run_seconds(run, run / "final.pt")
+    assert seconds == pytest.approx(450.0, abs=0.01)
+    results = {"day_only": {0: _scores(0.6)}, "dasp": {0: _scores(0.5)}}
+    text = _report(bench, tmp_path, results, reused={"day/seed0": seconds})
+    assert "| day/seed0 | 7.5 (reused run; from its file times) |" in text
+    assert "| dasp/seed0 | 1.0 |" in text
+    assert "1 finished runs were reused" in text
+
+
+def test_report_only_rebuilds_from_results_json(bench, tmp_path):
+    out = tmp_path / "runs"
+    for seed in (0, 1):
+        run = out / f"seed{seed}" / "dasp"
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("x")
+        (run / "final.pt").write_text("y")
+        now = time.time()
+        os.utime(run / "config.yaml", (now - 120.0, now - 120.0))
+    # JSON turns the integer seed keys into strings; a third seed is in the file, not asked for
+    saved = {"results": {"night_selfsup": {"0": _scores(0.5), "1": _scores(0.7), "2": _scores(9)},
+                         "dasp": {"0": _scores(0.4), "1": _scores(0.5), "2": _scores(9)}},
+             "timings": {}, "references": {}}
+    (out / "results.json").write_text(json.dumps(saved))
+    report = tmp_path / "r.md"
+    argv = ["--seeds", "0", "1", "--out", str(out), "--report", str(report), "--report-only",
+            "--skip-existing"]
+    assert bench.main(argv) == 0
+    text = report.read_text()
+    assert "= 0.750 (goal ≤ 0.8): met" in text                 # (0.45 / 0.6), seed 2 left out
+    reproduce = next(line for line in text.splitlines() if line.startswith("Reproduce:"))
+    assert "--seeds 0 1" in reproduce
+    assert "--report-only" not in reproduce and "--skip-existing" not in reproduce
+    assert "Report rebuilt from results.json" in text
+    assert "| dasp/seed1 | 2.0 (reused run; from its file times) |" in text
