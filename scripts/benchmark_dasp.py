@@ -269,12 +269,11 @@ def rebuild_report(args, argv) -> int:
     """``--report-only``: the report of the runs in ``--out`` from their results.json."""
     out = (ROOT / args.out).resolve()
     saved = json.loads((out / "results.json").read_text())
-    results = {v: {int(s): r for s, r in per_seed.items()}
+    # JSON keys are strings; keep only the seeds asked for
+    results = {v: {int(s): r for s, r in per_seed.items() if int(s) in args.seeds}
                for v, per_seed in saved["results"].items()}
-    results = {v: {s: r for s, r in per_seed.items() if s in args.seeds}
-               for v, per_seed in results.items()}
     reused = {}
-    for v in ["day"] + list(NIGHT_VARIANTS):
+    for v in ["day"] + list(args.variants):
         for seed in args.seeds:
             run_dir = out / f"seed{seed}" / v
             try:
@@ -303,16 +302,19 @@ def write_report(args, results, timings, wall, path: Path, argv,
 
     cmd = "python scripts/benchmark_dasp.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if wall is None:
+        timing = ("Report rebuilt from results.json (--report-only); run times below from the "
+                  "runs' file times.")
+    elif reused:
+        timing = (f"Total wall time {wall / 60:.1f} min (this invocation; {len(reused)} "
+                  "finished runs were reused from an earlier one, --skip-existing).")
+    else:
+        timing = f"Total wall time {wall / 60:.1f} min."
     lines = [
         "# Benchmark: DASP vs baselines and ablations on the synthetic night world", "",
         f"Reproduce: `{cmd}`", "",
         f"Machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{args.threads} thread(s) per run, {args.jobs} run(s) at a time. "
-        + (f"Total wall time {wall / 60:.1f} min"
-           + (f" (this invocation; {len(reused)} finished runs were reused from an earlier "
-              "one, --skip-existing)." if reused else ".") if wall is not None else
-           "Report rebuilt from results.json (--report-only); run times below from the runs' "
-           "file times."), "",
+        f"{args.threads} thread(s) per run, {args.jobs} run(s) at a time. {timing}", "",
         f"Training: `{args.config}` ({', '.join(args.extra) or 'no extra overrides'}); day stage "
         f"{args.day_steps} steps, each night variant {args.night_steps} steps from that seed's "
         f"day model; seeds {args.seeds}.", "",
