@@ -9,6 +9,8 @@ seeds (10 000+) that training never renders. Variants:
     (c) rnw             night stage + adversarial prior on single depth maps (RNW-style)
     (d) dasp            full DASP: SPLB temporal discriminator + 3D consistency loss
     (e) no_stlm / no_aslm / no_3d   DASP ablations
+    supervised  diagnostic ceiling: the same network and budget trained on the night clips'
+                ground-truth depth (``train.supervision=depth``); never shipped, never DASP
 
 Two image-blind references are scored on the same test frames, so that a table can be read
 against what costs no learning at all: a constant depth, and the per-pixel median of the
@@ -50,11 +52,15 @@ NIGHT_VARIANTS: Dict[str, List[str]] = {
     "no_stlm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_stlm=false"],
     "no_aslm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_aslm=false"],
     "no_3d": ["loss.adversarial=dasp", "loss.use_3d=false"],
+    # diagnostic ceiling, never shipped, never called DASP: the same network, same budget,
+    # supervised with the night clips' ground-truth depth
+    "supervised": ["train.supervision=depth", "loss.adversarial=none", "loss.use_3d=false"],
 }
 LABELS = {"day_only": "(a) day-only model", "night_selfsup": "(b) night-only self-supervised",
           "rnw": "(c) RNW-style single-map adversarial", "dasp": "(d) DASP (full)",
           "no_stlm": "(e) DASP w/o STLM", "no_aslm": "(e) DASP w/o ASLM",
-          "no_3d": "(e) DASP w/o 3D loss"}
+          "no_3d": "(e) DASP w/o 3D loss",
+          "supervised": "ceiling: same network supervised with night GT depth (diagnostic)"}
 REF_LABELS = {"constant": "reference: constant depth (image-blind)",
               "pixel_prior": "reference: per-pixel day-GT median (image-blind)"}
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -102,6 +108,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default="runs/benchmark")
     p.add_argument("--report", default="docs/benchmark.md")
     p.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
+    p.add_argument("--night-extra", nargs="*", default=[],
+                   help="overrides added to every night-stage run (e.g. a lower optim.lr for "
+                        "fine-tuning from the day model)")
     p.add_argument("--skip-existing", action="store_true", help="reuse finished runs")
     p.add_argument("--report-only", action="store_true",
                    help="train and evaluate nothing: rebuild --report from OUT/results.json "
@@ -170,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def night_job(seed: int, variant: str, day_ckpt: Path) -> None:
         ckpt = train(variant, seed, ["train.stage=night", f"train.day_checkpoint={day_ckpt}"]
-                     + NIGHT_VARIANTS[variant], args.night_steps)
+                     + list(args.night_extra) + NIGHT_VARIANTS[variant], args.night_steps)
         results.setdefault(variant, {})[seed] = evaluate(variant, seed, ckpt)
         bar.update(1)
 
@@ -289,6 +298,48 @@ def rebuild_report(args, argv) -> int:
     return 0
 
 
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def goal_lines(results: Dict[str, Dict[int, Dict[str, float]]],
+               refs: Dict[str, Dict[str, float]]) -> List[str]:
+    """Issue 14's targets, each with its number and met / NOT met (means over seeds unless the
+    target says per seed)."""
+    import numpy as np
+
+    out: List[str] = []
+    dasp = results.get("dasp", {})
+    if results.get("day_on_day"):
+        v = float(np.mean([r["abs_rel"] for r in results["day_on_day"].values()]))
+        out.append(f"- Day model on day test AbsRel {v:.3f} (target ≤ 0.15): {_met(v <= 0.15)}.")
+    if dasp:
+        v = float(np.mean([r["abs_rel"] for r in dasp.values()]))
+        out.append(f"- DASP night AbsRel {v:.3f} (target ≤ 0.20): {_met(v <= 0.20)}.")
+        per = {s: r["abs_rel"] for s, r in sorted(dasp.items())}
+        shown = ", ".join(f"seed {s} {a:.3f}" for s, a in per.items())
+        out.append(f"- DASP night AbsRel ≤ 0.26 (1.5x better than the image-blind prior) on "
+                   f"every seed ({shown}): {_met(all(a <= 0.26 for a in per.values()))}.")
+        night = results.get("night_selfsup", {})
+        ratios = {s: dasp[s]["abs_rel"] / night[s]["abs_rel"] for s in dasp if s in night}
+        if ratios:
+            shown = ", ".join(f"seed {s} {r:.3f}" for s, r in sorted(ratios.items()))
+            out.append(f"- DASP / night-only ≤ 0.80 on every seed ({shown}): "
+                       f"{_met(all(r <= 0.8 for r in ratios.values()))}.")
+        spread = [(r["spread"], r["gt_spread"]) for r in dasp.values() if "spread" in r]
+        if spread:
+            rel = float(np.mean([abs(p / g - 1.0) for p, g in spread]))
+            out.append(f"- DASP depth spread p98/p2 within 30 % of the ground truth's "
+                       f"(mean relative difference {rel:.0%}): {_met(rel <= 0.3)}.")
+        metric = [(r["metric_abs_rel"], r["abs_rel"]) for r in dasp.values()
+                  if "metric_abs_rel" in r]
+        if metric:
+            rel = float(np.mean([m / a - 1.0 for m, a in metric]))
+            out.append(f"- DASP metric AbsRel (no median scaling) within 10 % of the "
+                       f"median-scaled one ({rel:+.0%}): {_met(abs(rel) <= 0.1)}.")
+    return out
+
+
 def write_report(args, results, timings, wall, path: Path, argv,
                  refs: Optional[Dict[str, Dict[str, float]]] = None,
                  reused: Optional[Dict[str, float]] = None) -> None:
@@ -388,6 +439,7 @@ def write_report(args, results, timings, wall, path: Path, argv,
         below = [LABELS[v] for v in means if means[v] < floor]
         lines.append(f"- Beats the image-blind pixel prior (AbsRel {floor:.3f}): "
                      + (", ".join(below) if below else "no variant") + ".")
+    lines += goal_lines(results, refs)
     lines += ["", "## Run times", "", "| run | minutes |", "|---|---|"]
     every = {k: (t, "") for k, t in timings.items()}
     every.update({k: (t, " (reused run; from its file times)") for k, t in (reused or {}).items()})

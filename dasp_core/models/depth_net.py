@@ -13,6 +13,8 @@ Map to metres with :func:`dasp_core.geometry.disp_to_depth` and the config's dep
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -43,6 +45,10 @@ class DepthNetConfig:
         min_depth, max_depth: metres, the range the sigmoid disparity maps to.
         decoder_padding: ``reflect`` (monodepth2, the paper's decoder) or ``zeros``.
         decoder_activation: ``elu`` (monodepth2) or ``relu``.
+        init_depth: metres the untrained network predicts everywhere (ours): the bias of each
+            sigmoid head starts at the logit of this depth's disparity. A zero bias gives
+            sigmoid 0.5, i.e. ~0.2 m on a 0.1-100 m range, which metric (odometry) poses
+            cannot warp sensibly; None keeps PyTorch's default initialisation.
 
     ``zeros`` + ``relu`` is the deployment-oriented decoder: onnxruntime's CPU provider keeps
     every decoder convolution in its blocked (NCHWc) layout with the activation fused into
@@ -60,6 +66,7 @@ class DepthNetConfig:
     max_depth: float = 100.0
     decoder_padding: str = "reflect"
     decoder_activation: str = "elu"
+    init_depth: Optional[float] = 10.0
 
     def validate(self, prefix: str = "model.depth") -> "DepthNetConfig":
         check_choice(f"{prefix}.encoder", self.encoder, ENCODERS)
@@ -77,6 +84,10 @@ class DepthNetConfig:
         if not self.max_depth > self.min_depth:
             raise ConfigError(f"{prefix}.max_depth", self.max_depth,
                               f"a number greater than min_depth ({self.min_depth})")
+        if self.init_depth is not None and not \
+                self.min_depth < float(self.init_depth) < self.max_depth:
+            raise ConfigError(f"{prefix}.init_depth", self.init_depth,
+                              f"null or a depth in ({self.min_depth}, {self.max_depth}) m")
         return self
 
     def to_dict(self) -> Dict[str, Any]:
@@ -234,6 +245,13 @@ class DepthDecoder(nn.Module):
         return [outs[s] for s in wanted]
 
 
+def initial_disparity_logit(depth: float, min_depth: float, max_depth: float) -> float:
+    """Pre-sigmoid value whose disparity maps to ``depth`` metres under
+    :func:`dasp_core.geometry.disp_to_depth` (``1/depth = 1/max + (1/min - 1/max)·sigmoid``)."""
+    s = (1.0 / depth - 1.0 / max_depth) / (1.0 / min_depth - 1.0 / max_depth)
+    return math.log(s / (1.0 - s))
+
+
 class DepthNet(nn.Module):
     """Monocular depth network: image ``[B, 3, H, W]`` in [0, 1] → list of disparities.
 
@@ -248,6 +266,12 @@ class DepthNet(nn.Module):
         self.decoder = DepthDecoder(self.encoder.channels, self.cfg.decoder_channels,
                                     self.cfg.scales, padding=self.cfg.decoder_padding,
                                     activation=self.cfg.decoder_activation)
+        if self.cfg.init_depth is not None:
+            bias = initial_disparity_logit(self.cfg.init_depth, self.cfg.min_depth,
+                                           self.cfg.max_depth)
+            with torch.no_grad():
+                for head in self.decoder.heads.values():
+                    head.bias.fill_(bias)
 
     @staticmethod
     def _check_input(x: torch.Tensor) -> None:

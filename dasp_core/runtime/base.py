@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
-SCALE_SOURCES = ("learned", "fixed", "camera_height", "none")
+SCALE_SOURCES = ("learned", "odometry", "ground_truth", "fixed", "camera_height", "none")
 
 
 @dataclass
@@ -24,7 +24,9 @@ class ModelInfo:
         min_depth, max_depth: metres; the sigmoid disparity maps to [1/max, 1/min].
         scale_factor: multiply the network depth by this to get metres.
         scale_source: where ``scale_factor`` comes from: ``learned`` (weak velocity
-            supervision in training), ``fixed`` (calibrated by a user), ``camera_height``
+            supervision in training), ``odometry`` (trained with the recording's metric camera
+            motion: metric by construction, factor 1), ``ground_truth`` (a diagnostic model
+            supervised with depth), ``fixed`` (calibrated by a user), ``camera_height``
             (estimated at run time from a ground plane), ``none`` (relative depth).
         output: what the graph outputs: ``"disparity"`` (sigmoid, ``[B, 1, H, W]``).
         input_format: ``"rgb_float01_nchw"``: RGB, float32 in [0, 1], NCHW; normalisation is

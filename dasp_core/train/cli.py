@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check(cfg, out: Path) -> int:
     """Build the datasets of the configured stage and report their sizes."""
-    from dasp_core.train.trainer import build_dataset
+    from dasp_core.train.loader import build_dataset
 
     print(cfg.to_yaml())
     keys = ["day_train", "day_val"] if cfg.train.stage == "day" else \

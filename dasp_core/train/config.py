@@ -11,6 +11,7 @@ map to the dataclasses below::
     optim       Adam settings, epochs, learning-rate milestones, discriminator learning rate
     train       stage (day | night), day checkpoint, steps, checkpoint/log intervals, device, AMP
     val         validation interval, depth cap, best-model metric
+    pose        camera-motion source of the reprojection loss (PoseNet or odometry)
     scale       weak velocity supervision (metric scale) and median-GT scale reporting
 
 Every key is documented in the dataclass field metadata (``doc``) together with where its
@@ -49,7 +50,8 @@ from dasp_core.errors import ConfigError, check_choice, check_range
 
 __all__ = [
     "ExperimentConfig", "DataConfig", "PatchDiscriminatorConfig", "ModelConfig",
-    "LossConfig", "OptimConfig", "TrainSection", "ValConfig", "ScaleConfig", "TrainingConfig",
+    "LossConfig", "OptimConfig", "TrainSection", "ValConfig", "PoseConfig", "ScaleConfig",
+    "TrainingConfig",
     "load_config", "load_config_dict", "parse_overrides", "apply_overrides", "config_to_dict",
     "config_from_dict", "save_config", "describe_config", "STAGES", "ADVERSARIAL_MODES",
     "GAN_KINDS",
@@ -61,6 +63,8 @@ GAN_KINDS = ("lsgan", "vanilla")
 STACK_NORMALIZATION = ("stack", "frame")
 MILESTONE_UNITS = ("epoch", "step", "fraction")
 AMP_DTYPES = ("float16", "bfloat16")
+LR_SCHEDULES = ("step", "cosine")
+SUPERVISION_MODES = ("self", "depth")
 BEST_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
 
@@ -249,6 +253,13 @@ class OptimConfig:
                               choices=MILESTONE_UNITS)
     lr_gamma: float = opt(0.5, "learning-rate factor at each milestone", mark="RNW", lo=0.0,
                           hi=1.0, lo_open=True)
+    schedule: str = opt("step", "learning-rate shape after warm-up: step (lr_gamma at each "
+                                "milestone, RNW) | cosine (to lr·min_lr_ratio at the last step)",
+                        choices=LR_SCHEDULES)
+    warmup_steps: int = opt(0, "linear learning-rate warm-up from 0 over the first N steps "
+                               "(from-scratch training at lr > 1e-4 diverges without it)", lo=0)
+    min_lr_ratio: float = opt(0.05, "schedule cosine: final learning rate as a share of lr",
+                              lo=0.0, hi=1.0)
 
 
 @dataclass
@@ -281,6 +292,14 @@ class TrainSection:
     amp_dtype: str = opt("float16", "autocast dtype on CUDA", choices=AMP_DTYPES)
     grad_clip: float = opt(0.0, "clip gradient norm of each optimiser (0 = off)", lo=0.0)
     deterministic: bool = opt(False, "deterministic CUDA kernels (slower); CPU is deterministic")
+    supervision: str = opt("self", "self: the self-supervised (DASP) losses; depth: L1 on log "
+                                   "depth against the clips' ground truth — a diagnostic "
+                                   "ceiling of what the network can learn, never a DASP model",
+                           choices=SUPERVISION_MODES)
+    precise_bn_batches: int = opt(32, "before validation and before saving a model, recompute "
+                                      "BatchNorm running statistics over N training batches "
+                                      "(precise-BN), so the evaluated network is the trained "
+                                      "one; 0 = keep the running averages", lo=0)
 
 
 @dataclass
@@ -296,6 +315,16 @@ class ValConfig:
     median_scaling: bool = opt(True, "per-image median scaling before the metrics", mark="RNW")
     best_metric: str = opt("abs_rel", "metric that selects best.pt (a1..a3: higher is better)",
                            choices=BEST_METRICS)
+
+
+@dataclass
+class PoseConfig:
+    """``pose``: where the reprojection loss gets camera motion (dasp_core.train.poses)."""
+
+    source: str = opt("posenet", "posenet: learned from image pairs (monodepth2, RNW, DASP); "
+                                 "odometry: the recording's own camera poses (wheel odometry, "
+                                 "VO/INS, ego_pose), metric depth by construction",
+                      choices=("posenet", "odometry"))
 
 
 @dataclass
@@ -332,6 +361,7 @@ class TrainingConfig:
     optim: OptimConfig = opt(doc="optimisers and schedule", factory=OptimConfig)
     train: TrainSection = opt(doc="stage and loop", factory=TrainSection)
     val: ValConfig = opt(doc="validation", factory=ValConfig)
+    pose: PoseConfig = opt(doc="camera-motion source", factory=PoseConfig)
     scale: ScaleConfig = opt(doc="metric scale", factory=ScaleConfig)
 
     # ------------------------------------------------------------------ cross-section rules

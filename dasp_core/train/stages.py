@@ -34,14 +34,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dasp_core.geometry import disp_to_depth, pose_vec_to_matrix, warp_image
+from dasp_core.geometry import disp_to_depth, warp_image
 from dasp_core.losses import (consistency_3d_loss, discriminator_loss, edge_aware_smoothness,
                               generator_loss, min_reprojection_loss, photometric_error)
 from dasp_core.models import mean_normalise_stack
 from dasp_core.train.config import TrainingConfig
+from dasp_core.train.poses import odometry_poses, posenet_poses
 from dasp_core.train.scale import velocity_loss, velocity_ratio
 
 __all__ = ["FrameLayout", "StageNets", "StepResult", "run_depth", "predict_poses",
+           "supervised_depth_step",
            "self_supervised_terms", "disparity_stack", "compute_generator_step",
            "compute_discriminator_step", "teacher_real_samples", "NO_AMP"]
 
@@ -89,12 +91,12 @@ class StageNets:
     """The networks a step uses.
 
     ``depth``/``pose``/``disc`` may be DDP wrappers (gradients are synchronised through them);
-    ``disc_plain`` is the unwrapped discriminator, used in the generator step where its
+    ``pose`` is None when the camera motion comes from odometry; ``disc_plain`` is the unwrapped discriminator, used in the generator step where its
     parameters are frozen and no gradient sync is wanted; ``teacher`` is the frozen day model.
     """
 
     depth: nn.Module
-    pose: nn.Module
+    pose: Optional[nn.Module] = None  # None with pose.source = odometry
     disc: Optional[nn.Module] = None
     disc_plain: Optional[nn.Module] = None
     teacher: Optional[nn.Module] = None
@@ -165,26 +167,24 @@ def run_depth(depth_net: nn.Module, frames: torch.Tensor,
     return [o.float().unflatten(0, (B, T)) for o in outs]
 
 
-def predict_poses(pose_net: nn.Module, frames: torch.Tensor, layout: FrameLayout,
-                  amp: Callable[[], ContextManager] = NO_AMP
+def predict_poses(nets: StageNets, batch: Dict[str, torch.Tensor], cfg: TrainingConfig,
+                  layout: FrameLayout, amp: Callable[[], ContextManager] = NO_AMP
                   ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-    """PoseNet on every (target, source) pair in one batched call.
+    """Camera motion of every source, from ``pose.source`` (:mod:`dasp_core.train.poses`).
 
     Args:
-        frames: ``[B, T, 3, H, W]`` network input frames.
+        batch: ``frames_aug``/``frames`` ``[B, T, 3, H, W]`` (PoseNet input), ``poses``
+            ``[B, T, 4, 4]`` camera→world and ``has_poses`` ``[B]`` (odometry).
     Returns:
         ``(T_s_t, translations)``: per source (clip order), ``[B, 4, 4]`` target→source
-        transforms and ``[B, 3]`` translations in metres (network scale), float32.
+        transforms and ``[B, 3]`` translations (metres for odometry, network scale for
+        PoseNet), float32.
     """
-    B = frames.shape[0]
-    S = len(layout.sources)
-    tgt = frames[:, layout.target]
-    src = torch.cat([frames[:, i] for i in layout.sources], dim=0)
-    with amp():
-        aa, t = pose_net(tgt.repeat(S, 1, 1, 1), src)
-    aa, t = aa.float(), t.float()
-    T = pose_vec_to_matrix(aa, t)
-    return list(T.split(B, dim=0)), list(t.split(B, dim=0))
+    if cfg.pose.source == "odometry":
+        return odometry_poses(batch["poses"], batch["has_poses"], layout.target, layout.sources)
+    frames = batch.get("frames_aug", batch["frames"])
+    return posenet_poses(nets.pose, frames, layout.target, layout.sources,
+                         layout.source_offsets, amp)
 
 
 # ============================================================================ self-supervised
@@ -314,6 +314,8 @@ def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg:
         :class:`StepResult` with the weighted total; for the night stage with an adversarial
         mode, ``fake`` holds the detached discriminator input for the D step.
     """
+    if cfg.train.supervision == "depth":
+        return supervised_depth_step(nets, batch, cfg, layout, amp, want_visuals)
     night = cfg.train.stage == "night"
     lc = cfg.loss
     adv = lc.adversarial if night else "none"
@@ -332,7 +334,7 @@ def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg:
         disps_all = None
         disps_t = run_depth(nets.depth, net_in[:, layout.target], amp)
 
-    T_s_t, trans = predict_poses(nets.pose, net_in, layout, amp)
+    T_s_t, trans = predict_poses(nets, batch, cfg, layout, amp)
     target = frames[:, layout.target]
     sources = [frames[:, i] for i in layout.sources]
     photo, smooth, stats = self_supervised_terms(disps_t, scales, target, sources, T_s_t, K, cfg)
@@ -347,7 +349,7 @@ def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg:
                for i, T in zip(layout.sources, T_s_t)]
         res.add("consistency_3d", torch.stack(c3d).mean(), lc.lambda_3d)
 
-    if cfg.scale.velocity:
+    if cfg.scale.velocity and cfg.pose.source == "posenet":  # odometry is metric already
         if cfg.scale.velocity_mode == "loss":
             vel, n = velocity_loss(trans, layout.source_offsets, batch["speed"], batch["dt"])
             res.add("velocity", vel, cfg.scale.velocity_weight)
@@ -375,6 +377,48 @@ def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg:
     if want_visuals:
         res.visuals["image"] = target.detach()
         res.visuals["disparity"] = disps_t[0].detach()
+    return res.finish()
+
+
+def supervised_depth_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg: TrainingConfig,
+                          layout: FrameLayout, amp: Callable[[], ContextManager] = NO_AMP,
+                          want_visuals: bool = False) -> StepResult:
+    """``train.supervision: depth`` — a diagnostic ceiling, not DASP (ours).
+
+    The same DepthNet, trained on the clips' ground-truth depth with L1 on log depth at every
+    decoder scale (each upsampled to full resolution), where ``0 < gt < model.depth.max_depth``.
+    It shows how far self-supervision is from what the network can learn in the same budget.
+
+    Args:
+        batch: ``frames``/``frames_aug`` ``[B, T, 3, H, W]``, ``depth`` ``[B, 1, H, W]`` metres
+            (0 invalid) of the target, ``has_depth`` ``[B]``.
+    """
+    from dasp_core.errors import DatasetError
+
+    if not bool(batch["has_depth"].all()):
+        raise DatasetError("train.supervision=depth needs ground-truth depth in every training "
+                           "clip; this batch has clips without it")
+    dc = cfg.model.depth
+    net_in = batch.get("frames_aug", batch["frames"])[:, layout.target]
+    gt = batch["depth"]
+    H, W = gt.shape[-2:]
+    valid = (gt > dc.min_depth) & (gt < dc.max_depth)
+    if not bool(valid.any()):
+        raise DatasetError("train.supervision=depth: no ground-truth pixel of this batch lies in "
+                           f"({dc.min_depth}, {dc.max_depth}) m")
+    log_gt = gt.clamp_min(dc.min_depth).log()
+    terms = []
+    disps = run_depth(nets.depth, net_in, amp)
+    for disp in disps:
+        full = disp if disp.shape[-2:] == (H, W) else F.interpolate(
+            disp, size=(H, W), mode="bilinear", align_corners=False)
+        _, depth = disp_to_depth(full, dc.min_depth, dc.max_depth)
+        terms.append((depth.log() - log_gt).abs()[valid].mean())
+    res = StepResult()
+    res.add("supervised_log_l1", torch.stack(terms).mean(), 1.0)
+    if want_visuals:
+        res.visuals["image"] = batch["frames"][:, layout.target].detach()
+        res.visuals["disparity"] = disps[0].detach()
     return res.finish()
 
 

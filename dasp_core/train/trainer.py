@@ -45,15 +45,18 @@ import torch
 import torch.nn as nn
 
 from dasp_core.checkpoint import read_checkpoint, save_checkpoint
-from dasp_core.errors import ConfigError, DaspError, DatasetError
+from dasp_core.errors import ConfigError, DaspError
 from dasp_core.geometry import disp_to_depth
 from dasp_core.losses import ImagePool
-from dasp_core.models import (DepthNet, DepthNetConfig, Discriminator, PatchDiscriminator,
-                              PoseNet, PoseNetConfig)
+from dasp_core.models import DepthNet, DepthNetConfig, Discriminator, PatchDiscriminator, PoseNet
 from dasp_core.runtime.base import ModelInfo
 from dasp_core.train import distributed as ddp
-from dasp_core.train.config import TrainingConfig, config_from_dict, save_config
+from dasp_core.train.config import TrainingConfig, save_config
+from dasp_core.train.loader import (EpochLoader, build_dataset, target_index, to_device,
+                                    wrap_reader)
+from dasp_core.train.precise_bn import recompute_bn_stats, train_eval_gap
 from dasp_core.train.scale import median_scale_report, recovered_scale
+from dasp_core.train.schedule import lr_factor
 from dasp_core.train.stages import (FrameLayout, StageNets, StepResult, compute_discriminator_step,
                                     compute_generator_step, teacher_real_samples)
 
@@ -124,11 +127,6 @@ def _set_rng_state(state: Dict[str, Any]) -> None:
             log.warning("could not restore CUDA RNG states (different GPU count); continuing")
 
 
-def lr_factor(step: int, milestones_steps: Sequence[int], gamma: float) -> float:
-    """Learning-rate multiplier after ``step`` completed steps: ``gamma ** #{m <= step}``."""
-    return gamma ** sum(1 for m in milestones_steps if step >= m)
-
-
 def _unwrap(module: nn.Module) -> nn.Module:
     return module.module if hasattr(module, "module") else module
 
@@ -144,135 +142,6 @@ def _nested_get(d: Dict[str, Any], dotted: str) -> Any:
             return None
         node = node[part]
     return node
-
-
-# ============================================================================ data
-
-class EpochLoader:
-    """An endless iterator over a dataset in deterministic epochs, resumable mid-epoch.
-
-    Args:
-        dataset: map-style dataset yielding :class:`~dasp_core.data.sample.Clip` or tensor dicts.
-        batch_size: per-process batch size (training batches are full: drop_last).
-        seed: data-order seed of this loader.
-        dist: process placement (shards the data).
-        num_workers: DataLoader workers.
-        collate: batch collation (default :func:`dasp_core.data.sample.collate_clips`).
-        name: for messages.
-    """
-
-    def __init__(self, dataset: Any, batch_size: int, seed: int, dist: ddp.DistInfo,
-                 num_workers: int = 0, collate: Optional[Callable] = None,
-                 pin_memory: bool = False, name: str = "data") -> None:
-        from dasp_core.data.sample import collate_clips
-
-        self.name = name
-        self.seed = seed
-        n = len(dataset)
-        self.sampler = ddp.ShardedEpochSampler(n, batch_size, seed, dist.rank, dist.world_size,
-                                               shuffle=True, drop_last=True)
-        if self.sampler.batches_per_epoch() < 1:
-            raise DatasetError(f"{name}: {n} clips are fewer than one batch of {batch_size} per "
-                               f"process x {dist.world_size} processes; lower data.batch_size "
-                               f"or add data")
-        self._gen = torch.Generator()
-        self.loader = torch.utils.data.DataLoader(
-            dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
-            collate_fn=collate or collate_clips, pin_memory=pin_memory, drop_last=True,
-            generator=self._gen, worker_init_fn=_seed_worker,
-            persistent_workers=num_workers > 0)
-        self.epoch = 0
-        self.batch = 0
-        self._it: Optional[Iterator] = None
-
-    def batches_per_epoch(self) -> int:
-        return self.sampler.batches_per_epoch()
-
-    def _start(self) -> None:
-        self.sampler.set_epoch(self.epoch, self.batch)
-        # a dedicated generator keeps DataLoader's worker base seed off the global RNG, so
-        # creating an iterator (at start or on resume) does not shift the training RNG stream
-        self._gen.manual_seed(self.seed * 100003 + self.epoch)
-        self._it = iter(self.loader)
-
-    def __next__(self) -> Dict[str, Any]:
-        if self._it is None:
-            self._start()
-        try:
-            out = next(self._it)
-        except StopIteration:
-            self.epoch += 1
-            self.batch = 0
-            self._start()
-            out = next(self._it)
-        self.batch += 1
-        return out
-
-    def __iter__(self) -> "EpochLoader":
-        return self
-
-    def state_dict(self) -> Dict[str, int]:
-        return {"epoch": self.epoch, "batch": self.batch}
-
-    def load_state_dict(self, state: Dict[str, int]) -> None:
-        self.epoch = int(state.get("epoch", 0))
-        self.batch = int(state.get("batch", 0))
-        self._it = None
-
-
-def _seed_worker(worker_id: int) -> None:
-    seed = torch.initial_seed() % (2 ** 32)
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def _with_offsets(spec: Any, offsets: Sequence[int]) -> Any:
-    """Give every reader entry a frame order (training: ``data.offsets``; validation: [0])."""
-    if isinstance(spec, (list, tuple)):
-        return [_with_offsets(s, offsets) for s in spec]
-    spec = dict(spec)
-    spec.setdefault("offsets", list(offsets))
-    if spec["offsets"] is None:
-        spec["offsets"] = list(offsets)
-    return spec
-
-
-def wrap_reader(reader: Any, cfg: TrainingConfig, train: bool) -> Any:
-    """A clip reader (``ds[i] -> Clip``) → torch dataset at the training size (+ augmentation)."""
-    from dasp_core.data.augment import AugmentConfig
-    from dasp_core.data.torch_dataset import ClipTorchDataset
-
-    d = cfg.data
-    augment = None
-    if train:
-        augment = (AugmentConfig.from_dict(d.augment, "data.augment") if d.augment is not None
-                   else AugmentConfig(flip_prob=0.0, jitter_prob=0.0))
-    return ClipTorchDataset(reader, size_hw=(d.height, d.width), resize_mode=d.resize_mode,
-                            train=train, augment=augment, seed=cfg.experiment.seed)
-
-
-def build_dataset(spec: Any, key: str, cfg: TrainingConfig, train: bool) -> Any:
-    """``data.<key>`` → torch dataset: reader from the data registry, wrapped by
-    :func:`wrap_reader` (network size, augmentation for training, bad-sample skipping)."""
-    from dasp_core.data.registry import build_dataset as build_reader
-
-    reader = build_reader(_with_offsets(spec, cfg.data.offsets if train else [0]), key)
-    return wrap_reader(reader, cfg, train)
-
-
-def target_index(spec: Any, default: Sequence[int]) -> int:
-    """Index of the target frame in clips of a dataset entry (all list entries must agree)."""
-    specs = spec if isinstance(spec, (list, tuple)) else [spec]
-    found = {tuple(s.get("offsets") or default).index(0) for s in specs}
-    if len(found) != 1:
-        raise ConfigError("offsets", [s.get("offsets") for s in specs],
-                          "the same target position (offset 0) in every concatenated entry")
-    return found.pop()
-
-
-def _to_device(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
-            for k, v in batch.items()}
 
 
 # ============================================================================ trainer
@@ -349,7 +218,10 @@ class Trainer:
     def _build_networks(self, load_day: bool = True) -> None:
         cfg = self.cfg
         self.depth = DepthNet(copy.deepcopy(cfg.model.depth))
-        self.pose = PoseNet(copy.deepcopy(cfg.model.pose))
+        # odometry poses or depth supervision need no pose network
+        self.pose: Optional[PoseNet] = (
+            PoseNet(copy.deepcopy(cfg.model.pose))
+            if cfg.pose.source == "posenet" and cfg.train.supervision == "self" else None)
         self.teacher: Optional[DepthNet] = None
         self.disc: Optional[nn.Module] = None
         self.disc_kind = "none"
@@ -395,7 +267,8 @@ class Trainer:
             raise ConfigError("loss.disc_scale", cfg.loss.disc_scale,
                               f"one of the day teacher's scales {list(self.teacher.cfg.scales)} "
                               f"({path})")
-        if cfg.train.init_pose_from_day and ckpt.get("pose_state") is not None:
+        if self.pose is not None and cfg.train.init_pose_from_day and \
+                ckpt.get("pose_state") is not None:
             saved = {k: v for k, v in dict(ckpt.get("pose_config") or {}).items()
                      if k != "pretrained_path"}
             mine_pose = {k: v for k, v in self.pose.cfg.to_dict().items()
@@ -411,13 +284,14 @@ class Trainer:
     def _place_networks(self) -> None:
         dev = self.device
         self.depth.to(dev)
-        self.pose.to(dev)
+        if self.pose is not None:
+            self.pose.to(dev)
         if self.teacher is not None:
             self.teacher.to(dev)
         if self.disc is not None:
             self.disc.to(dev)
         self.depth_ddp: nn.Module = self.depth
-        self.pose_ddp: nn.Module = self.pose
+        self.pose_ddp: Optional[nn.Module] = self.pose
         self.disc_ddp: Optional[nn.Module] = self.disc
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -428,7 +302,8 @@ class Trainer:
 
             ids = [dev.index] if dev.type == "cuda" else None
             self.depth_ddp = DDP(self.depth, device_ids=ids)
-            self.pose_ddp = DDP(self.pose, device_ids=ids)
+            if self.pose is not None:
+                self.pose_ddp = DDP(self.pose, device_ids=ids)
             if self.disc is not None:
                 self.disc_ddp = DDP(self.disc, device_ids=ids)
         self.nets = StageNets(depth=self.depth_ddp, pose=self.pose_ddp, disc=self.disc_ddp,
@@ -436,8 +311,10 @@ class Trainer:
 
     def _build_optimizers(self) -> None:
         o = self.cfg.optim
-        self.opt_g = torch.optim.Adam(list(self.depth.parameters()) + list(self.pose.parameters()),
-                                      lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        params = list(self.depth.parameters())
+        if self.pose is not None:
+            params += list(self.pose.parameters())
+        self.opt_g = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         self.opt_d = (torch.optim.Adam(self.disc.parameters(), lr=o.disc_lr,
                                        betas=tuple(o.disc_betas))
                       if self.disc is not None else None)
@@ -512,7 +389,8 @@ class Trainer:
             raise ConfigError("--resume", str(path), "a training checkpoint with train_state "
                                                      "(last.pt written by dasp train)")
         self.depth.load_state_dict(ckpt["depth_state"])
-        self.pose.load_state_dict(ckpt["pose_state"])
+        if self.pose is not None:
+            self.pose.load_state_dict(ckpt["pose_state"])
         if self.disc is not None:
             self.disc.load_state_dict(ckpt["disc_state"])
         if self.teacher is None and self.adv != "none" and ckpt.get("teacher_state"):
@@ -559,12 +437,7 @@ class Trainer:
     def model_info(self) -> ModelInfo:
         """Deployment description of the current model."""
         cfg = self.cfg
-        learned = cfg.scale.velocity and self.velocity_samples > 0
-        factor = 1.0
-        if learned and cfg.scale.velocity_mode == "recover":
-            recovered = recovered_scale(self.velocity_ratios)
-            learned = recovered is not None
-            factor = recovered if learned else 1.0
+        source, factor = self._scale_source()
         extra: Dict[str, Any] = {"stage": cfg.train.stage, "adversarial": self.adv,
                                  "use_3d": bool(self.night and cfg.loss.use_3d),
                                  "step": self.step}
@@ -575,8 +448,22 @@ class Trainer:
         return ModelInfo(input_height=cfg.data.height, input_width=cfg.data.width,
                          min_depth=float(cfg.model.depth.min_depth),
                          max_depth=float(cfg.model.depth.max_depth), scale_factor=float(factor),
-                         scale_source="learned" if learned else "none",
+                         scale_source=source,
                          name=cfg.experiment.name, extra=extra)
+
+    def _scale_source(self) -> "tuple[str, float]":
+        """``(ModelInfo.scale_source, scale_factor)`` of the current model."""
+        cfg = self.cfg
+        if cfg.train.supervision == "depth":
+            return "ground_truth", 1.0
+        if cfg.pose.source == "odometry":  # metric translations make metric depth
+            return "odometry", 1.0
+        if not (cfg.scale.velocity and self.velocity_samples > 0):
+            return "none", 1.0
+        if cfg.scale.velocity_mode == "recover":
+            recovered = recovered_scale(self.velocity_ratios)
+            return ("learned", recovered) if recovered is not None else ("none", 1.0)
+        return "learned", 1.0
 
     def _check_weights(self) -> None:
         for name, net in (("depth", self.depth), ("pose", self.pose), ("discriminator", self.disc)):
@@ -586,12 +473,10 @@ class Trainer:
                                             else None, self.last_checkpoint_step)
 
     def _extra(self, full: bool) -> Dict[str, Any]:
-        extra: Dict[str, Any] = {
-            "pose_config": self.pose.cfg.to_dict(),
-            "pose_state": {k: v.detach().cpu() for k, v in self.pose.state_dict().items()},
-            "train_config": self.cfg.to_dict(),
-            "disc_kind": self.disc_kind,
-        }
+        extra: Dict[str, Any] = {"train_config": self.cfg.to_dict(), "disc_kind": self.disc_kind}
+        if self.pose is not None:
+            extra["pose_config"] = self.pose.cfg.to_dict()
+            extra["pose_state"] = {k: v.detach().cpu() for k, v in self.pose.state_dict().items()}
         if self.disc is not None:
             extra["disc_config"] = (self.cfg.model.discriminator.to_dict()
                                     if self.disc_kind == "splb" else
@@ -734,19 +619,23 @@ class Trainer:
     def train_step(self) -> Dict[str, float]:
         """One generator (+ discriminator) update; returns the logged scalars."""
         cfg = self.cfg
-        factor = lr_factor(self.step, self.milestones, cfg.optim.lr_gamma)
+        o = cfg.optim
+        factor = lr_factor(self.step, self.milestones, o.lr_gamma, total_steps=self.total_steps,
+                           warmup_steps=o.warmup_steps, schedule=o.schedule,
+                           min_ratio=o.min_lr_ratio)
         for g in self.opt_g.param_groups:
             g["lr"] = cfg.optim.lr * factor
         if self.opt_d is not None:
             for g in self.opt_d.param_groups:
                 g["lr"] = cfg.optim.disc_lr * factor
-        batch = _to_device(next(self.primary), self.device)
-        day = _to_device(next(self.aux), self.device) if self.aux is not None else None
+        batch = to_device(next(self.primary), self.device)
+        day = to_device(next(self.aux), self.device) if self.aux is not None else None
         want_images = (self.dist.is_main and cfg.train.image_interval > 0 and
                        (self.step + 1) % cfg.train.image_interval == 0)
 
         self.depth_ddp.train()
-        self.pose_ddp.train()
+        if self.pose_ddp is not None:
+            self.pose_ddp.train()
         if self.disc is not None:
             self.disc.requires_grad_(False)  # G step: gradients reach D's input, not D
         self.opt_g.zero_grad(set_to_none=True)
@@ -795,6 +684,33 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------------ validation
+    def precise_bn(self) -> int:
+        """Recompute DepthNet's BatchNorm statistics on ``train.precise_bn_batches`` training
+        batches (fixed order, independent of the training stream); returns batches used."""
+        from dasp_core.data.sample import collate_clips
+
+        n = self.cfg.train.precise_bn_batches
+        if n == 0 or not self.dist.is_main:
+            return 0
+        loader = torch.utils.data.DataLoader(
+            self.primary.loader.dataset, batch_size=self.cfg.data.batch_size, shuffle=True,
+            num_workers=0, collate_fn=collate_clips, drop_last=True,
+            generator=torch.Generator().manual_seed(self.cfg.experiment.seed + 4099))
+
+        def batches() -> Iterator[torch.Tensor]:
+            for i, b in enumerate(loader):
+                if i >= n:
+                    return
+                yield b.get("frames_aug", b["frames"]).flatten(0, 1).to(self.device)
+
+        # augmentation draws from torch's global RNG: fork it so validation leaves the
+        # training stream exactly as it was (runs with and without validation stay comparable)
+        with torch.random.fork_rng(devices=[]), self.amp_ctx():
+            used = recompute_bn_stats(self.depth, batches())
+        log.info("step %d: BatchNorm statistics recomputed over %d training batches "
+                 "(precise-BN)", self.step, used)
+        return used
+
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
         """Metrics of the current model on the validation clips (main process only)."""
@@ -808,16 +724,23 @@ class Trainer:
                                              shuffle=False, num_workers=0,
                                              collate_fn=collate_clips,
                                              generator=torch.Generator().manual_seed(0))
+        self.precise_bn()
+        gap: Optional[float] = None
         self.depth.eval()
         per_image: List[Dict[str, float]] = []
         metric_raw: List[Dict[str, float]] = []
         scales: List[float] = []
-        metric_model = self.cfg.scale.velocity
+        metric_model = self._scale_source()[0] != "none"
         factor = self.model_info().scale_factor  # 1 unless the scale is recovered from speed
         for i, batch in enumerate(loader):
             if v.max_batches and i >= v.max_batches:
                 break
             frames = batch["frames"][:, self.val_target].to(self.device)
+            if gap is None and frames.shape[0] > 1:  # train mode needs batch statistics
+                with self.amp_ctx():
+                    gap = train_eval_gap(self.depth, frames, lambda d: disp_to_depth(
+                        d, dc.min_depth, dc.max_depth)[1])
+                self.depth.eval()
             with self.amp_ctx():
                 disp = self.depth(frames)[0]
             _, depth = disp_to_depth(disp.float(), dc.min_depth, dc.max_depth)
@@ -852,6 +775,9 @@ class Trainer:
             return {}
         out = dict(mean_metrics(per_image))
         out["n_images"] = float(len(per_image))
+        if gap is not None:
+            # what BatchNorm's running statistics change: ~0 means eval = trained network
+            out["bn_gap_log_depth"] = gap
         if metric_raw:
             raw = mean_metrics(metric_raw)
             out.update({f"metric_{k}": raw[k] for k in ("abs_rel", "rmse", "a1")})
@@ -869,8 +795,8 @@ class Trainer:
             return
         self.last_val = metrics
         shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in
-                          ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
-                          if k in metrics)
+                          ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3",
+                           "metric_abs_rel", "bn_gap_log_depth") if k in metrics)
         log.info("step %d validation (data.%s, cap %g m): %s", self.step, self.val_key,
                  self.cfg.val.max_depth, shown)
         for k, val in metrics.items():
@@ -934,10 +860,12 @@ class Trainer:
             self._after_validation(metrics)
             final = best = None
             if self.dist.is_main:
+                if self.val_set is None:
+                    self.precise_bn()
                 final = self._save_model("final.pt")
                 best = self.out_dir / "best.pt" if (self.out_dir / "best.pt").is_file() else None
                 info = self.model_info()
-                if cfg.scale.velocity and info.scale_source != "learned":
+                if cfg.scale.velocity and info.scale_source == "none":
                     log.warning("scale.velocity is on but no training clip carried speed and dt: "
                                 "the model is NOT metric (scale_source=none)")
                 log.info("done: %d steps; final model %s (scale_source=%s)", self.step, final,
