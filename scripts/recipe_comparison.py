@@ -43,6 +43,17 @@ VARIANTS: Dict[str, tuple] = {
 SHOWN = ("abs_rel", "metric_abs_rel", "a1", "rmse", "bn_gap_log_depth")
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def final_val(run: Path) -> Dict[str, float]:
     """Validation metrics stored in the run's final checkpoint."""
     from dasp_core.checkpoint import read_checkpoint
@@ -72,7 +83,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         overrides, what = VARIANTS[name]
         run = out / name
         minutes = float("nan")
-        if not (args.skip_existing and (run / "final.pt").is_file()):
+        if args.skip_existing and (run / "final.pt").is_file():
+            # reused run: its training time from file times (config.yaml first, final.pt last)
+            minutes = ((run / "final.pt").stat().st_mtime
+                       - (run / "config.yaml").stat().st_mtime) / 60
+        else:
             cmd = [sys.executable, "-m", "dasp_core.cli", "train", args.config, "--out", str(run),
                    f"experiment.seed={args.seed}", f"train.max_steps={args.steps}",
                    f"train.threads={args.threads}", "train.device=cpu", "train.progress=false",
@@ -96,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "# Training-recipe comparisons (day stage, short budget)", "",
         f"Reproduce: `python scripts/{Path(__file__).name} {shlex.join(argv or sys.argv[1:])}`",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Machine: {_cpu_name()}, {os.cpu_count()} cores, "
         f"{args.threads} torch thread(s) per run, runs one after another (other work shared "
         f"the cores). Config `{args.config}`, seed {args.seed}, {args.steps} steps each, "
         f"scores on the day validation drives (`data.day_val`, protocol synthetic, cap 80 m).",
