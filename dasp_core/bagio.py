@@ -25,6 +25,7 @@ encoding are :mod:`dasp_core.image_msgs` (shared with the ROS node); the convert
 from __future__ import annotations
 
 import logging
+from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +43,8 @@ __all__ = [
     "image_to_numpy", "image_to_rgb", "image_to_depth", "numpy_to_image",
     "compressed_to_rgb", "rgb_to_compressed", "CameraModel", "camera_info_to_model",
     "make_camera_info", "OdometryData", "odometry_to_numpy", "make_odometry", "TransformData",
-    "tf_to_numpy", "make_tf_message", "matrix_to_quaternion", "quaternion_to_matrix",
+    "tf_to_numpy", "make_tf_message", "TransformTree", "TransformLookupError",
+    "matrix_to_quaternion", "quaternion_to_matrix",
     "BagWriter", "BagReader", "read_messages", "bag_topics", "bag_custom_data",
 ]
 
@@ -422,6 +424,181 @@ def make_tf_message(transforms: Iterable[TransformData], ts=None) -> Any:
                 rotation=Ty["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]),
                                                             z=float(q[2]), w=float(q[3])))))
     return Ty["tf2_msgs/msg/TFMessage"](transforms=items)
+
+
+class TransformLookupError(DatasetError, LookupError):
+    """Two frames of a :class:`TransformTree` cannot be chained (not connected, or a link on
+    the way changes over the recording)."""
+
+
+def _frame(name: str) -> str:
+    """tf2 ignores a leading slash (a ROS 1 habit); so do the lookups here."""
+    return str(name).lstrip("/")
+
+
+class _Edge:
+    """The transform of one child frame to its parent: /tf_static versions and /tf samples."""
+
+    __slots__ = ("parent", "static", "stamps", "bag_times", "values", "first", "dynamic")
+
+    def __init__(self, parent: str):
+        self.parent = parent
+        self.static: List[Tuple[int, np.ndarray]] = []   # (bag time ns, T) per change
+        self.stamps: List[int] = []                      # /tf header stamps (ns)
+        self.bag_times: List[int] = []                   # /tf bag times (ns)
+        self.values = array("d")                         # /tf rows 0-2 of T, once dynamic
+        self.first: Optional[np.ndarray] = None          # first /tf value
+        self.dynamic = False                             # a /tf value differed from the first
+
+
+class TransformTree:
+    """The tf tree of a recording, for chaining fixed transforms (e.g. a camera extrinsic).
+
+    Each frame has one parent (its first one; a later different parent is ignored and
+    counted in ``n_reparented``). ``/tf_static`` transforms are fixed, with every change kept
+    by bag time (a re-published static transform replaces the old one, as in tf2). A ``/tf``
+    transform is *static-like* while it never changes by more than ``tolerance`` (drivers
+    that publish a fixed mount on ``/tf``); otherwise it is *dynamic* and its samples are
+    kept for :meth:`samples`. Frame names lose a leading ``/``.
+
+    Args:
+        tolerance: largest change (metres, rotation-matrix entries) of a ``/tf`` transform
+            that still counts as fixed.
+    """
+
+    def __init__(self, tolerance: float = 1e-6):
+        self.tolerance = float(tolerance)
+        self._edges: Dict[str, _Edge] = {}
+        self.n_reparented = 0
+
+    def __len__(self) -> int:
+        return len(self._edges)
+
+    def add(self, tr: TransformData, bag_time_ns: int, static: bool) -> None:
+        """Record one transform from ``/tf_static`` (``static``) or ``/tf``."""
+        parent, child = _frame(tr.parent), _frame(tr.child)
+        edge = self._edges.get(child)
+        if edge is None:
+            edge = self._edges[child] = _Edge(parent)
+        elif edge.parent != parent:
+            self.n_reparented += 1
+            return
+        T = np.asarray(tr.T, np.float64)
+        if static:
+            if not edge.static or not np.allclose(edge.static[-1][1], T, rtol=0,
+                                                  atol=self.tolerance):
+                edge.static.append((int(bag_time_ns), T))
+            return
+        edge.stamps.append(int(tr.stamp_ns))
+        edge.bag_times.append(int(bag_time_ns))
+        if edge.first is None:
+            edge.first = T
+        elif not edge.dynamic and not np.allclose(edge.first, T, rtol=0, atol=self.tolerance):
+            edge.dynamic = True  # samples are kept from here on (the earlier ones equal first)
+            edge.values.extend(np.tile(edge.first[:3].ravel(), len(edge.stamps) - 1))
+        if edge.dynamic:
+            edge.values.extend(T[:3].ravel())
+
+    def parent(self, frame: str) -> Optional[str]:
+        edge = self._edges.get(_frame(frame))
+        return edge.parent if edge is not None else None
+
+    def frames(self) -> List[str]:
+        """Every frame named in the tree, sorted."""
+        return sorted(set(self._edges) | {e.parent for e in self._edges.values()})
+
+    def is_dynamic(self, child: str) -> bool:
+        """Whether the transform of ``child`` to its parent changes (a ``/tf``-only edge that
+        moves; ``/tf_static`` versions never count)."""
+        e = self._edges[_frame(child)]
+        return not e.static and e.dynamic
+
+    def describe(self) -> str:
+        """``parent -> child [static|tf fixed|tf moving]`` for every link, for messages."""
+        out = []
+        for child, e in sorted(self._edges.items()):
+            kind = "static" if e.static else "tf moving" if e.dynamic else "tf fixed"
+            out.append(f"{e.parent} -> {child} [{kind}]")
+        return ", ".join(out) or "(no transforms)"
+
+    def ancestors(self, frame: str) -> List[str]:
+        """``[frame, parent, grandparent, ..., root]`` (stops at a loop)."""
+        chain = [_frame(frame)]
+        while chain[-1] in self._edges:
+            p = self._edges[chain[-1]].parent
+            if p in chain:
+                break
+            chain.append(p)
+        return chain
+
+    def path(self, target: str, source: str) -> Tuple[List[str], List[str]]:
+        """The links between two frames: ``(up, down)`` where ``up`` lists the child frames
+        walked from ``source`` up to the common ancestor and ``down`` those from ``target`` up
+        to it. Raises :class:`TransformLookupError` when the frames are not connected."""
+        a_src, a_tgt = self.ancestors(source), self.ancestors(target)
+        common = next((f for f in a_src if f in set(a_tgt)), None)
+        if common is None:
+            known = ", ".join(self.frames()) or "none"
+            raise TransformLookupError(
+                f"frames {_frame(target)!r} and {_frame(source)!r} are not connected in the tf "
+                f"tree (frames: {known}; links: {self.describe()})")
+        return a_src[:a_src.index(common)], a_tgt[:a_tgt.index(common)]
+
+    def chain(self, target: str, source: str) -> List[str]:
+        """Frame names from ``target`` to ``source`` through their common ancestor."""
+        up, down = self.path(target, source)
+        common = self.ancestors(source)[len(up)]
+        return down + [common] + list(reversed(up))
+
+    def fixed(self, child: str, bag_time_ns: int) -> np.ndarray:
+        """``T_parent_child`` of a fixed link as it was at ``bag_time_ns`` (the first
+        ``/tf_static`` version before a later one replaced it; static-like ``/tf`` links are
+        constant). Raises :class:`TransformLookupError` for a moving link."""
+        e = self._edges[_frame(child)]
+        if e.static:
+            k = 0
+            while k + 1 < len(e.static) and e.static[k + 1][0] <= bag_time_ns:
+                k += 1
+            return e.static[k][1]
+        if e.dynamic:
+            raise TransformLookupError(
+                f"the transform {e.parent} -> {_frame(child)} on /tf changes during the "
+                f"recording (a moving joint), so it is not a fixed mount")
+        return e.first
+
+    def change_times(self) -> np.ndarray:
+        """Bag times (ns, sorted) at which some ``/tf_static`` link was replaced by a new
+        version: fixed-link lookups are constant between them."""
+        return np.asarray(sorted({t for e in self._edges.values() for t, _ in e.static[1:]}),
+                          np.int64)
+
+    def samples(self, child: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``/tf`` samples of a link: ``(header stamps ns [N], bag times ns [N],
+        T_parent_child [N, 4, 4])`` in recording order."""
+        e = self._edges[_frame(child)]
+        n = len(e.stamps)
+        T = np.tile(np.eye(4), (n, 1, 1))
+        if e.dynamic:
+            T[:, :3] = np.frombuffer(e.values, np.float64).reshape(n, 3, 4)
+        elif n:
+            T[:] = e.first
+        return np.asarray(e.stamps, np.int64), np.asarray(e.bag_times, np.int64), T
+
+    def lookup(self, target: str, source: str, bag_time_ns: int = 0) -> np.ndarray:
+        """``T_target_source`` (maps ``source`` coordinates into ``target``) chained through
+        fixed links, as they were at ``bag_time_ns``.
+
+        Raises:
+            TransformLookupError: the frames are not connected, or a link between them moves.
+        """
+        up, down = self.path(target, source)
+        T_c_s = np.eye(4)
+        for child in reversed(up):      # common ← ... ← source
+            T_c_s = T_c_s @ self.fixed(child, bag_time_ns)
+        T_c_t = np.eye(4)
+        for child in reversed(down):
+            T_c_t = T_c_t @ self.fixed(child, bag_time_ns)
+        return np.linalg.solve(T_c_t, T_c_s)
 
 
 # ============================================================================ writing
