@@ -193,8 +193,7 @@ class PoseTrack:
     Attributes:
         t_ns: int64 ``[N]`` strictly increasing times (ns).
         T: float64 ``[N, 4, 4]`` pose at each time (moving frame → fixed frame).
-        seg: int64 ``[N]`` segment of each sample: never interpolated across (a gap longer
-            than the limit, or a change of frames such as an odometry reset to a new frame).
+        seg: int64 ``[N]`` segment of each sample: never interpolated across.
     """
 
     t_ns: np.ndarray
@@ -202,19 +201,16 @@ class PoseTrack:
     seg: np.ndarray
 
     @classmethod
-    def build(cls, t_ns: Sequence[int], T: np.ndarray, max_gap_s: float,
-              keys: Optional[Sequence[Any]] = None) -> "PoseTrack":
+    def build(cls, t_ns: Sequence[int], T: np.ndarray, max_gap_s: float) -> "PoseTrack":
         """Sort by time (stable), keep the last sample of equal times, and start a new segment
-        after a gap longer than ``max_gap_s`` or where ``keys`` (e.g. frame ids) change."""
+        after a gap longer than ``max_gap_s`` (a dropout or a restart of the odometry)."""
         t = np.asarray(t_ns, np.int64)
         T = np.asarray(T, np.float64).reshape(-1, 4, 4)
-        k = np.zeros(t.size, np.int64) if keys is None else \
-            np.unique(np.asarray(keys, object).astype(str), return_inverse=True)[1]
         order = np.argsort(t, kind="stable")
-        t, T, k = t[order], T[order], k[order]
+        t, T = t[order], T[order]
         last = np.append(t[1:] != t[:-1], True)  # keep the last of equal times
-        t, T, k = t[last], T[last], k[last]
-        brk = (np.diff(t) > int(round(max_gap_s * 1e9))) | (k[1:] != k[:-1])
+        t, T = t[last], T[last]
+        brk = np.diff(t) > int(round(max_gap_s * 1e9))
         seg = np.concatenate([[0], np.cumsum(brk)]).astype(np.int64)
         return cls(t, T, seg)
 
@@ -239,6 +235,17 @@ class PoseTrack:
         exact = (lo >= 0) & (self.t_ns[lo_c] == q)
         same = (lo >= 0) & (lo + 1 < n) & (self.seg[lo_c] == self.seg[hi_c])
         return T, valid & (exact | same)
+
+
+def _check_optical(bag: str, frame: str, is_camera: bool) -> None:
+    """Warn when the camera frame is not named like an optical frame: REP 103 puts images in
+    the optical frame (z forward, x right, y down), but some drivers stamp the x-forward body
+    frame, which would turn every pose by 90 degrees without any error."""
+    if is_camera and frame and "optical" not in frame.lower():
+        log.warning("bag %s: the camera frame %r is not named like an optical frame; poses "
+                    "assume it is the REP 103 optical frame (z forward, x right, y down). If it "
+                    "is the x-forward body frame, set camera_frame to the optical one.", bag,
+                    frame)
 
 
 class _NoMotion(Exception):
@@ -393,14 +400,15 @@ class RosbagClipDataset:
         size_hw, resize_mode: optional output size (see :func:`dasp_core.data.augment.fit_clip`).
         undistort: remove the CameraInfo distortion.
         sync_tolerance_s: depth ↔ image matching tolerance.
-        camera_extrinsic: ``T_base_cam`` (camera optical frame → base frame = the Odometry
-            ``child_frame_id``, or ``base_frame``): a 4x4 matrix, 16 numbers,
-            ``{xyz, quaternion: [qx, qy, qz, qw]}`` or ``{xyz, rpy}``; None looks it up in the
-            bag's tf tree (see :func:`camera_extrinsic_matrix`).
+        camera_extrinsic: ``T_base_cam`` (camera optical frame → ``base_frame``): a 4x4
+            matrix, 16 numbers, ``{xyz, quaternion: [qx, qy, qz, qw]}`` or ``{xyz, rpy}``
+            (see :func:`camera_extrinsic_matrix`); None looks the camera up in the bag's tf
+            tree.
         camera_frame: the camera's optical frame in the tf tree; None uses the images'
             ``header.frame_id``.
-        base_frame: the frame ``camera_extrinsic`` is relative to when the motion comes from
-            ``/tf`` (no Odometry topic); None means ``base_link``.
+        base_frame: the frame ``camera_extrinsic`` is relative to; None means the Odometry
+            ``child_frame_id`` (``base_link`` for ``/tf`` motion). When it differs from the
+            Odometry child, the two are chained through tf.
         tf_fixed_frame: the fixed frame of ``/tf`` motion (REP 105 ``odom``: continuous).
         require_poses: drop clips without camera poses (for ``pose.source: odometry``);
             a bag with no motion source then gives no clips.
@@ -455,8 +463,11 @@ class RosbagClipDataset:
         self.sync_tol_ns = int(round(sync_tolerance_s * 1e9))
         self.extrinsic = None if camera_extrinsic is None else \
             camera_extrinsic_matrix(camera_extrinsic)
-        self.camera_frame = camera_frame
-        self.base_frame = base_frame
+        for key, frame in (("camera_frame", camera_frame), ("base_frame", base_frame)):
+            if frame is not None and (not isinstance(frame, str) or not frame.strip("/")):
+                raise ConfigError(key, frame, "a tf frame name, or null")
+        self.camera_frame = camera_frame.strip("/") if camera_frame else None
+        self.base_frame = base_frame.strip("/") if base_frame else None
         if not isinstance(tf_fixed_frame, str) or not tf_fixed_frame.strip("/"):
             raise ConfigError("tf_fixed_frame", tf_fixed_frame, "a frame name such as 'odom'")
         self.tf_fixed_frame = tf_fixed_frame.strip("/")
@@ -553,7 +564,8 @@ class RosbagClipDataset:
             raise DatasetError(f"bag {path!r}: depth_topic {self.depth_topic!r} is not an "
                                f"Image topic; topics: {listing}")
         # tf topics (namespaced robots record e.g. /robot1/tf); skipped when nothing needs them
-        tf_topics = [] if (odom is not None and self.extrinsic is not None) else sorted(
+        tf_topics = [] if (odom is not None and self.extrinsic is not None
+                           and self.base_frame is None) else sorted(
             t for t, m in types.items() if m == TF_TYPE and t.rstrip("/").rsplit("/", 1)[-1]
             in ("tf", "tf_static"))
         return image_topic, types[image_topic], info_topic, odom, tf_topics
@@ -754,9 +766,12 @@ class RosbagClipDataset:
             t_m, t_q, clock = times(np.asarray(odom.stamps, np.int64)[keep],
                                     np.asarray(odom.bag_times, np.int64)[keep])
             track = PoseTrack.build(t_m, np.stack([odom.poses[i] for i in keep]), self.max_gap_s)
-            if self.extrinsic is not None:
+            if self.extrinsic is not None and self.base_frame in (None, base):
                 T_bc, how = np.broadcast_to(self.extrinsic, (idx.times.size, 4, 4)), \
                     "camera_extrinsic"
+            elif self.extrinsic is not None:
+                T_bb, how = self._fixed_chain(idx, tree, base, self.base_frame)
+                T_bc, how = T_bb @ self.extrinsic, f"{how} and camera_extrinsic"
             elif not base:
                 raise bagio.TransformLookupError(
                     f"Odometry {odom_topic} has an empty child_frame_id, so the camera cannot "
@@ -773,6 +788,7 @@ class RosbagClipDataset:
                             f"(tf_fixed_frame); frames: {', '.join(tree.frames())}"
                             if len(tree) else " and no /tf"))
         frame = (self.base_frame or "base_link") if self.extrinsic is not None else cam
+        _check_optical(idx.name, frame, self.extrinsic is None)
         chain = tree.ancestors(frame)
         if not frame or fixed not in chain:
             raise bagio.TransformLookupError(
@@ -809,6 +825,7 @@ class RosbagClipDataset:
         if not cam:
             raise bagio.TransformLookupError(
                 "the images have no header.frame_id; set camera_frame or camera_extrinsic")
+        _check_optical(idx.name, cam, self.extrinsic is None)
         if not len(tree):
             raise bagio.TransformLookupError(
                 f"no /tf_static or /tf in the bag to place the camera {cam!r} on {base!r}; "
