@@ -446,9 +446,16 @@ class _Edge:
         self.static: List[Tuple[int, np.ndarray]] = []   # (bag time ns, T) per change
         self.stamps: List[int] = []                      # /tf header stamps (ns)
         self.bag_times: List[int] = []                   # /tf bag times (ns)
-        self.values = array("d")                         # /tf rows 0-2 of T, once dynamic
-        self.first: Optional[np.ndarray] = None          # first /tf value
+        self.values = array("d")                         # /tf x y z qx qy qz qw, once dynamic
+        self.first: Optional[Tuple[float, ...]] = None   # first /tf x y z qx qy qz qw
         self.dynamic = False                             # a /tf value differed from the first
+
+
+def _xyzq_to_matrix(v: Sequence[float]) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = quaternion_to_matrix(*v[3:7])
+    T[:3, 3] = v[:3]
+    return T
 
 
 class TransformTree:
@@ -459,10 +466,12 @@ class TransformTree:
     by bag time (a re-published static transform replaces the old one, as in tf2). A ``/tf``
     transform is *static-like* while it never changes by more than ``tolerance`` (drivers
     that publish a fixed mount on ``/tf``); otherwise it is *dynamic* and its samples are
-    kept for :meth:`samples`. Frame names lose a leading ``/``.
+    kept for :meth:`samples`. Frame names lose a leading ``/``. ``/tf`` samples are kept as
+    translation + quaternion and compared without building matrices: a bag's ``/tf`` can hold
+    many thousands of transforms.
 
     Args:
-        tolerance: largest change (metres, rotation-matrix entries) of a ``/tf`` transform
+        tolerance: largest change (metres, quaternion components) of a ``/tf`` transform
             that still counts as fixed.
     """
 
@@ -470,34 +479,62 @@ class TransformTree:
         self.tolerance = float(tolerance)
         self._edges: Dict[str, _Edge] = {}
         self.n_reparented = 0
+        self.n_bad = 0
 
     def __len__(self) -> int:
         return len(self._edges)
 
     def add(self, tr: TransformData, bag_time_ns: int, static: bool) -> None:
         """Record one transform from ``/tf_static`` (``static``) or ``/tf``."""
-        parent, child = _frame(tr.parent), _frame(tr.child)
+        T = np.asarray(tr.T, np.float64)
+        self._add(tr.parent, tr.child, tr.stamp_ns, (*T[:3, 3], *matrix_to_quaternion(T[:3, :3])),
+                  bag_time_ns, static)
+
+    def add_message(self, msg: Any, bag_time_ns: int, static: bool) -> None:
+        """Record every transform of a ``tf2_msgs/TFMessage`` (zero quaternions are counted
+        in ``n_bad`` and skipped)."""
+        for tr in msg.transforms:
+            t, q = tr.transform.translation, tr.transform.rotation
+            v = (t.x, t.y, t.z, q.x, q.y, q.z, q.w)
+            if q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w < 1e-24:
+                self.n_bad += 1
+                continue
+            self._add(tr.header.frame_id, tr.child_frame_id, stamp_to_ns(tr.header.stamp), v,
+                      bag_time_ns, static)
+
+    def _same(self, a: Sequence[float], b: Sequence[float]) -> bool:
+        tol = self.tolerance
+        if any(abs(x - y) > tol for x, y in zip(a[:3], b[:3])):
+            return False
+        na = sum(x * x for x in a[3:]) ** 0.5
+        nb = sum(x * x for x in b[3:]) ** 0.5
+        d = max(abs(x / na - y / nb) for x, y in zip(a[3:], b[3:]))
+        return d <= tol or max(abs(x / na + y / nb) for x, y in zip(a[3:], b[3:])) <= tol
+
+    def _add(self, parent: str, child: str, stamp_ns: int, v: Tuple[float, ...],
+             bag_time_ns: int, static: bool) -> None:
+        parent, child = _frame(parent), _frame(child)
         edge = self._edges.get(child)
         if edge is None:
             edge = self._edges[child] = _Edge(parent)
         elif edge.parent != parent:
             self.n_reparented += 1
             return
-        T = np.asarray(tr.T, np.float64)
         if static:
+            T = _xyzq_to_matrix(v)
             if not edge.static or not np.allclose(edge.static[-1][1], T, rtol=0,
                                                   atol=self.tolerance):
                 edge.static.append((int(bag_time_ns), T))
             return
-        edge.stamps.append(int(tr.stamp_ns))
+        edge.stamps.append(int(stamp_ns))
         edge.bag_times.append(int(bag_time_ns))
         if edge.first is None:
-            edge.first = T
-        elif not edge.dynamic and not np.allclose(edge.first, T, rtol=0, atol=self.tolerance):
+            edge.first = tuple(float(x) for x in v)
+        elif not edge.dynamic and not self._same(edge.first, v):
             edge.dynamic = True  # samples are kept from here on (the earlier ones equal first)
-            edge.values.extend(np.tile(edge.first[:3].ravel(), len(edge.stamps) - 1))
+            edge.values.extend(edge.first * (len(edge.stamps) - 1))
         if edge.dynamic:
-            edge.values.extend(T[:3].ravel())
+            edge.values.extend(v)
 
     def parent(self, frame: str) -> Optional[str]:
         edge = self._edges.get(_frame(frame))
@@ -564,7 +601,7 @@ class TransformTree:
             raise TransformLookupError(
                 f"the transform {e.parent} -> {_frame(child)} on /tf changes during the "
                 f"recording (a moving joint), so it is not a fixed mount")
-        return e.first
+        return _xyzq_to_matrix(e.first)
 
     def change_times(self) -> np.ndarray:
         """Bag times (ns, sorted) at which some ``/tf_static`` link was replaced by a new
@@ -573,16 +610,15 @@ class TransformTree:
                           np.int64)
 
     def samples(self, child: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``/tf`` samples of a link: ``(header stamps ns [N], bag times ns [N],
-        T_parent_child [N, 4, 4])`` in recording order."""
+        """``/tf`` samples of a link in recording order: ``(header stamps ns [N], bag times
+        ns [N], [N, 7] x y z qx qy qz qw)`` (translation in metres, quaternion as sent)."""
         e = self._edges[_frame(child)]
         n = len(e.stamps)
-        T = np.tile(np.eye(4), (n, 1, 1))
         if e.dynamic:
-            T[:, :3] = np.frombuffer(e.values, np.float64).reshape(n, 3, 4)
-        elif n:
-            T[:] = e.first
-        return np.asarray(e.stamps, np.int64), np.asarray(e.bag_times, np.int64), T
+            v = np.frombuffer(e.values, np.float64).reshape(n, 7).copy()
+        else:
+            v = np.tile(np.asarray(e.first or (0.0,) * 6 + (1.0,)), (n, 1))
+        return np.asarray(e.stamps, np.int64), np.asarray(e.bag_times, np.int64), v
 
     def lookup(self, target: str, source: str, bag_time_ns: int = 0) -> np.ndarray:
         """``T_target_source`` (maps ``source`` coordinates into ``target``) chained through

@@ -370,7 +370,16 @@ def test_transform_tree_chains_versions_and_errors():
     assert tree.is_dynamic("imu")
     with pytest.raises(TransformLookupError, match="base -> imu on /tf changes"):
         tree.lookup("imu", "cam")
-    st, bt, Ts = tree.samples("imu")
-    assert st.tolist() == [0, 5, 6] and Ts.shape == (3, 4, 4)
-    np.testing.assert_allclose(Ts[0], C)
-    np.testing.assert_allclose(Ts[2][:3, 3], (0, 0, 4))
+    st, bt, v = tree.samples("imu")
+    assert st.tolist() == [0, 5, 6] and v.shape == (3, 7)
+    np.testing.assert_allclose(v[:, :3], [(0, 0, 3), (0, 0, 3), (0, 0, 4)])
+    np.testing.assert_allclose(v[:, 3:], [(0, 0, 0, 1)] * 3)
+    # a quaternion of the other sign is the same rotation: still fixed
+    tree.add_message(bagio.make_tf_message([TransformData(0, "base", "gps", _rt())]), 0, False)
+    flipped = bagio.make_tf_message([TransformData(1, "base", "gps", _rt())])
+    flipped.transforms[0].transform.rotation.w = -1.0
+    tree.add_message(flipped, 1, False)
+    assert not tree.is_dynamic("gps")
+    flipped.transforms[0].transform.rotation.w = 0.0  # zero quaternion: skipped, counted
+    tree.add_message(flipped, 2, False)
+    assert tree.n_bad == 1 and tree.samples("gps")[0].size == 2

@@ -45,7 +45,7 @@ import numpy as np
 
 from dasp_core import bagio
 from dasp_core.data.augment import fit_clip
-from dasp_core.data.robotcar import euler_to_so3, interpolate_poses
+from dasp_core.data.robotcar import euler_to_so3, interpolate_poses, quaternion_to_so3
 from dasp_core.data.folder import (BrightnessRule, Calibration, SampleError, Undistorter,
                                    calibration_from_dict, clip_dt, median_luminance,
                                    read_calibration, select_moving, thumbnail)
@@ -645,14 +645,7 @@ class RosbagClipDataset:
                     odom_t.append(t * 1e-9)
                     odom_log.add(od, t)
                 elif topic in tf_topics:
-                    try:
-                        transforms = bagio.tf_to_numpy(msg, topic)
-                    except bagio.BagFormatError as exc:
-                        log.warning("bag %s: %s; skipped", name, exc)
-                        continue
-                    static = topic.rstrip("/").endswith("tf_static")
-                    for tr in transforms:
-                        tree.add(tr, t, static)
+                    tree.add_message(msg, t, topic.rstrip("/").endswith("tf_static"))
                 else:
                     depth_t.append(t)
             bad += reader.n_errors
@@ -680,6 +673,9 @@ class RosbagClipDataset:
             idx.odom_t = np.asarray(odom_t)[o]
             idx.odom_speed = np.asarray(odom_v)[o]
         idx.thumbs = [thumbs[k] for k in order] if need_thumbs else None
+        if tree.n_bad:
+            log.warning("bag %s: %d tf transforms with a zero quaternion skipped", name,
+                        tree.n_bad)
         if tree.n_reparented:
             log.warning("bag %s: %d tf transforms gave a frame a second parent; ignored (a frame "
                         "has one parent in tf)", name, tree.n_reparented)
@@ -804,7 +800,10 @@ class RosbagClipDataset:
         clocks = set()
         for child in reversed(links):  # fixed <- ... <- frame
             if tree.is_dynamic(child):
-                st, bt, Ts = tree.samples(child)
+                st, bt, v = tree.samples(child)
+                Ts = np.tile(np.eye(4), (st.size, 1, 1))
+                Ts[:, :3, :3] = quaternion_to_so3(v[:, [6, 3, 4, 5]])  # (w, x, y, z) there
+                Ts[:, :3, 3] = v[:, :3]
                 t_m, t_q, clock = times(st, bt)
                 T_c, v = PoseTrack.build(t_m, Ts, self.max_gap_s).at(t_q)
                 valid &= v
