@@ -105,7 +105,7 @@ def _times(ds, clip_index):
     return [(int(ds.bags[0].times[i]) - T0) * 1e-9 for i in frames]
 
 
-# ============================================================================ synthetic ground truth
+# ============================================================================ synthetic truth
 
 @pytest.fixture(scope="module")
 def synth():

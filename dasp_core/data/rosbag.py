@@ -800,13 +800,13 @@ class RosbagClipDataset:
         clocks = set()
         for child in reversed(links):  # fixed <- ... <- frame
             if tree.is_dynamic(child):
-                st, bt, v = tree.samples(child)
+                st, bt, xyzq = tree.samples(child)
                 Ts = np.tile(np.eye(4), (st.size, 1, 1))
-                Ts[:, :3, :3] = quaternion_to_so3(v[:, [6, 3, 4, 5]])  # (w, x, y, z) there
-                Ts[:, :3, 3] = v[:, :3]
+                Ts[:, :3, :3] = quaternion_to_so3(xyzq[:, [6, 3, 4, 5]])  # (w, x, y, z) there
+                Ts[:, :3, 3] = xyzq[:, :3]
                 t_m, t_q, clock = times(st, bt)
-                T_c, v = PoseTrack.build(t_m, Ts, self.max_gap_s).at(t_q)
-                valid &= v
+                T_c, ok = PoseTrack.build(t_m, Ts, self.max_gap_s).at(t_q)
+                valid &= ok
                 clocks.add(clock)
             else:
                 T_c = _per_version(tree, idx.times, lambda t, c=child: tree.fixed(c, t))
@@ -832,8 +832,10 @@ class RosbagClipDataset:
         try:
             T = _per_version(tree, idx.times, lambda t: tree.lookup(base, cam, t))
         except bagio.TransformLookupError as exc:
-            raise bagio.TransformLookupError(f"camera extrinsic {base} -> {cam}: {exc}; set "
-                                             f"camera_extrinsic (T_base_cam)") from None
+            raise bagio.TransformLookupError(
+                f"placing {cam!r} on {base!r}: {exc}; set camera_extrinsic (T_base_cam)"
+                + ("" if self.extrinsic is None else " relative to the Odometry child frame")
+            ) from None
         path = " -> ".join(tree.chain(base, cam))
         return T, f"extrinsic from tf ({path})"
 
