@@ -25,6 +25,7 @@ encoding are :mod:`dasp_core.image_msgs` (shared with the ROS node); the convert
 from __future__ import annotations
 
 import logging
+from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +43,8 @@ __all__ = [
     "image_to_numpy", "image_to_rgb", "image_to_depth", "numpy_to_image",
     "compressed_to_rgb", "rgb_to_compressed", "CameraModel", "camera_info_to_model",
     "make_camera_info", "OdometryData", "odometry_to_numpy", "make_odometry", "TransformData",
-    "tf_to_numpy", "make_tf_message", "matrix_to_quaternion", "quaternion_to_matrix",
+    "tf_to_numpy", "make_tf_message", "TransformTree", "TransformLookupError",
+    "matrix_to_quaternion", "quaternion_to_matrix",
     "BagWriter", "BagReader", "read_messages", "bag_topics", "bag_custom_data",
 ]
 
@@ -422,6 +424,217 @@ def make_tf_message(transforms: Iterable[TransformData], ts=None) -> Any:
                 rotation=Ty["geometry_msgs/msg/Quaternion"](x=float(q[0]), y=float(q[1]),
                                                             z=float(q[2]), w=float(q[3])))))
     return Ty["tf2_msgs/msg/TFMessage"](transforms=items)
+
+
+class TransformLookupError(DatasetError, LookupError):
+    """Two frames of a :class:`TransformTree` cannot be chained (not connected, or a link on
+    the way changes over the recording)."""
+
+
+def _frame(name: str) -> str:
+    """tf2 ignores a leading slash (a ROS 1 habit); so do the lookups here."""
+    return str(name).lstrip("/")
+
+
+class _Edge:
+    """The transform of one child frame to its parent: /tf_static versions and /tf samples."""
+
+    __slots__ = ("parent", "static", "stamps", "bag_times", "values", "first", "dynamic")
+
+    def __init__(self, parent: str):
+        self.parent = parent
+        self.static: List[Tuple[int, np.ndarray]] = []   # (bag time ns, T) per change
+        self.stamps: List[int] = []                      # /tf header stamps (ns)
+        self.bag_times: List[int] = []                   # /tf bag times (ns)
+        self.values = array("d")                         # /tf x y z qx qy qz qw, once dynamic
+        self.first: Optional[Tuple[float, ...]] = None   # first /tf x y z qx qy qz qw
+        self.dynamic = False                             # a /tf value differed from the first
+
+
+def _xyzq_to_matrix(v: Sequence[float]) -> np.ndarray:
+    T = np.eye(4)
+    T[:3, :3] = quaternion_to_matrix(*v[3:7])
+    T[:3, 3] = v[:3]
+    return T
+
+
+class TransformTree:
+    """The tf tree of a recording, for chaining fixed transforms (e.g. a camera extrinsic).
+
+    Each frame has one parent (its first one; a later different parent is ignored and
+    counted in ``n_reparented``). ``/tf_static`` transforms are fixed, with every change kept
+    by bag time (a re-published static transform replaces the old one, as in tf2). A ``/tf``
+    transform is *static-like* while it never changes by more than ``tolerance`` (drivers
+    that publish a fixed mount on ``/tf``); otherwise it is *dynamic* and its samples are
+    kept for :meth:`samples`. Frame names lose a leading ``/``. ``/tf`` samples are kept as
+    translation + quaternion and compared without building matrices: a bag's ``/tf`` can hold
+    many thousands of transforms.
+
+    Args:
+        tolerance: largest change (metres, quaternion components) of a ``/tf`` transform
+            that still counts as fixed.
+    """
+
+    def __init__(self, tolerance: float = 1e-6):
+        self.tolerance = float(tolerance)
+        self._edges: Dict[str, _Edge] = {}
+        self.n_reparented = 0
+        self.n_bad = 0
+
+    def __len__(self) -> int:
+        return len(self._edges)
+
+    def add(self, tr: TransformData, bag_time_ns: int, static: bool) -> None:
+        """Record one transform from ``/tf_static`` (``static``) or ``/tf``."""
+        T = np.asarray(tr.T, np.float64)
+        self._add(tr.parent, tr.child, tr.stamp_ns, (*T[:3, 3], *matrix_to_quaternion(T[:3, :3])),
+                  bag_time_ns, static)
+
+    def add_message(self, msg: Any, bag_time_ns: int, static: bool) -> None:
+        """Record every transform of a ``tf2_msgs/TFMessage`` (zero quaternions are counted
+        in ``n_bad`` and skipped)."""
+        for tr in msg.transforms:
+            t, q = tr.transform.translation, tr.transform.rotation
+            v = (t.x, t.y, t.z, q.x, q.y, q.z, q.w)
+            if q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w < 1e-24:
+                self.n_bad += 1
+                continue
+            self._add(tr.header.frame_id, tr.child_frame_id, stamp_to_ns(tr.header.stamp), v,
+                      bag_time_ns, static)
+
+    def _same(self, a: Sequence[float], b: Sequence[float]) -> bool:
+        tol = self.tolerance
+        if any(abs(x - y) > tol for x, y in zip(a[:3], b[:3])):
+            return False
+        na = sum(x * x for x in a[3:]) ** 0.5
+        nb = sum(x * x for x in b[3:]) ** 0.5
+        d = max(abs(x / na - y / nb) for x, y in zip(a[3:], b[3:]))
+        return d <= tol or max(abs(x / na + y / nb) for x, y in zip(a[3:], b[3:])) <= tol
+
+    def _add(self, parent: str, child: str, stamp_ns: int, v: Tuple[float, ...],
+             bag_time_ns: int, static: bool) -> None:
+        parent, child = _frame(parent), _frame(child)
+        edge = self._edges.get(child)
+        if edge is None:
+            edge = self._edges[child] = _Edge(parent)
+        elif edge.parent != parent:
+            self.n_reparented += 1
+            return
+        if static:
+            T = _xyzq_to_matrix(v)
+            if not edge.static or not np.allclose(edge.static[-1][1], T, rtol=0,
+                                                  atol=self.tolerance):
+                edge.static.append((int(bag_time_ns), T))
+            return
+        edge.stamps.append(int(stamp_ns))
+        edge.bag_times.append(int(bag_time_ns))
+        if edge.first is None:
+            edge.first = tuple(float(x) for x in v)
+        elif not edge.dynamic and not self._same(edge.first, v):
+            edge.dynamic = True  # samples are kept from here on (the earlier ones equal first)
+            edge.values.extend(edge.first * (len(edge.stamps) - 1))
+        if edge.dynamic:
+            edge.values.extend(v)
+
+    def parent(self, frame: str) -> Optional[str]:
+        edge = self._edges.get(_frame(frame))
+        return edge.parent if edge is not None else None
+
+    def frames(self) -> List[str]:
+        """Every frame named in the tree, sorted."""
+        return sorted(set(self._edges) | {e.parent for e in self._edges.values()})
+
+    def is_dynamic(self, child: str) -> bool:
+        """Whether the transform of ``child`` to its parent changes (a ``/tf``-only edge that
+        moves; ``/tf_static`` versions never count)."""
+        e = self._edges[_frame(child)]
+        return not e.static and e.dynamic
+
+    def describe(self) -> str:
+        """``parent -> child [static|tf fixed|tf moving]`` for every link, for messages."""
+        out = []
+        for child, e in sorted(self._edges.items()):
+            kind = "static" if e.static else "tf moving" if e.dynamic else "tf fixed"
+            out.append(f"{e.parent} -> {child} [{kind}]")
+        return ", ".join(out) or "(no transforms)"
+
+    def ancestors(self, frame: str) -> List[str]:
+        """``[frame, parent, grandparent, ..., root]`` (stops at a loop)."""
+        chain = [_frame(frame)]
+        while chain[-1] in self._edges:
+            p = self._edges[chain[-1]].parent
+            if p in chain:
+                break
+            chain.append(p)
+        return chain
+
+    def path(self, target: str, source: str) -> Tuple[List[str], List[str]]:
+        """The links between two frames: ``(up, down)`` where ``up`` lists the child frames
+        walked from ``source`` up to the common ancestor and ``down`` those from ``target`` up
+        to it. Raises :class:`TransformLookupError` when the frames are not connected."""
+        a_src, a_tgt = self.ancestors(source), self.ancestors(target)
+        common = next((f for f in a_src if f in set(a_tgt)), None)
+        if common is None:
+            known = ", ".join(self.frames()) or "none"
+            raise TransformLookupError(
+                f"frames {_frame(target)!r} and {_frame(source)!r} are not connected in the tf "
+                f"tree (frames: {known}; links: {self.describe()})")
+        return a_src[:a_src.index(common)], a_tgt[:a_tgt.index(common)]
+
+    def chain(self, target: str, source: str) -> List[str]:
+        """Frame names from ``target`` to ``source`` through their common ancestor."""
+        up, down = self.path(target, source)
+        common = self.ancestors(source)[len(up)]
+        return down + [common] + list(reversed(up))
+
+    def fixed(self, child: str, bag_time_ns: int) -> np.ndarray:
+        """``T_parent_child`` of a fixed link as it was at ``bag_time_ns`` (the first
+        ``/tf_static`` version before a later one replaced it; static-like ``/tf`` links are
+        constant). Raises :class:`TransformLookupError` for a moving link."""
+        e = self._edges[_frame(child)]
+        if e.static:
+            k = 0
+            while k + 1 < len(e.static) and e.static[k + 1][0] <= bag_time_ns:
+                k += 1
+            return e.static[k][1]
+        if e.dynamic:
+            raise TransformLookupError(
+                f"the transform {e.parent} -> {_frame(child)} on /tf changes during the "
+                f"recording (a moving joint), so it is not a fixed mount")
+        return _xyzq_to_matrix(e.first)
+
+    def change_times(self) -> np.ndarray:
+        """Bag times (ns, sorted) at which some ``/tf_static`` link was replaced by a new
+        version: fixed-link lookups are constant between them."""
+        return np.asarray(sorted({t for e in self._edges.values() for t, _ in e.static[1:]}),
+                          np.int64)
+
+    def samples(self, child: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``/tf`` samples of a link in recording order: ``(header stamps ns [N], bag times
+        ns [N], [N, 7] x y z qx qy qz qw)`` (translation in metres, quaternion as sent)."""
+        e = self._edges[_frame(child)]
+        n = len(e.stamps)
+        if e.dynamic:
+            v = np.frombuffer(e.values, np.float64).reshape(n, 7).copy()
+        else:
+            v = np.tile(np.asarray(e.first or (0.0,) * 6 + (1.0,)), (n, 1))
+        return np.asarray(e.stamps, np.int64), np.asarray(e.bag_times, np.int64), v
+
+    def lookup(self, target: str, source: str, bag_time_ns: int = 0) -> np.ndarray:
+        """``T_target_source`` (maps ``source`` coordinates into ``target``) chained through
+        fixed links, as they were at ``bag_time_ns``.
+
+        Raises:
+            TransformLookupError: the frames are not connected, or a link between them moves.
+        """
+        up, down = self.path(target, source)
+        T_c_s = np.eye(4)
+        for child in reversed(up):      # common ← ... ← source
+            T_c_s = T_c_s @ self.fixed(child, bag_time_ns)
+        T_c_t = np.eye(4)
+        for child in reversed(down):
+            T_c_t = T_c_t @ self.fixed(child, bag_time_ns)
+        return np.linalg.solve(T_c_t, T_c_s)
 
 
 # ============================================================================ writing
