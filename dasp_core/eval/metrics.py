@@ -24,7 +24,9 @@ evaluation scripts (``evaluation/eval_robotcar.py``, ``eval_nuscenes.py`` of RNW
 
 Each protocol of :data:`PROTOCOLS` fixes the range, the median rule, how the prediction reaches
 the ground truth's resolution (:mod:`dasp_core.eval.resize`) and the ground truth's crop and
-size, with the peer's file and line beside each constant. All depths are metres, ``float [H, W]`` numpy arrays. Nothing here imports torch.
+size, with the peer's file and line beside each constant.
+
+All depths are metres, ``float [H, W]`` numpy arrays. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ class EvalProtocol:
                   "median of an even count = mean of the two middle values (np.median)")
         size = (f"GT scored at {self.eval_size[0]}x{self.eval_size[1]} (HxW)"
                 if self.eval_size else "GT scored at the dataset's resolution")
-        diff = f" Differences from the peer: {self.differences}" if self.differences else ""
+        diff = (f" Skips and differences from the peer's script: {self.differences}"
+                if self.differences else "")
         return (f"GT valid in ({self.min_depth:g}, {self.max_depth:g}) m, predictions clipped "
                 f"to [{self.min_depth:g}, {self.max_depth:g}] m, {scaling} by default "
                 f"({median}), per-image averaging, prediction resize: {self.pred_resize}, "
@@ -275,7 +278,8 @@ PROTOCOLS: Dict[str, EvalProtocol] = {
         source="ours: monodepth2 evaluate_depth.py constants (MIN_DEPTH 1e-3, MAX_DEPTH 80) on "
                "the dasp synthetic world; prediction resized by the deployed estimator",
         description="dasp synthetic day/night drives, exact rendered depth (sky = invalid).",
-        differences=SKIP_RULE),
+        differences="no peer script scores this data (the constants are monodepth2's); "
+                    + SKIP_RULE),
 }
 
 
