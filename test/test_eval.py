@@ -476,6 +476,16 @@ def test_report_refuses_mixed_protocols(tmp_path):
     with pytest.raises(ConfigError):
         write_report([a, b], tmp_path)
     assert check_same_protocol([b]) == "rnw_nuscenes"
+    # a result written before a protocol's prose changed stays comparable; a changed
+    # scoring rule does not
+    import dataclasses
+
+    b2 = _result("z", "rnw_nuscenes")
+    b2.protocol = dataclasses.replace(b2.protocol, source="older wording", differences="")
+    assert check_same_protocol([b, b2]) == "rnw_nuscenes"
+    b2.protocol = dataclasses.replace(b2.protocol, median_rule="lower")
+    with pytest.raises(ConfigError, match="median rule"):
+        check_same_protocol([b, b2])
 
 
 def test_json_has_no_nan(tmp_path):
@@ -485,8 +495,11 @@ def test_json_has_no_nan(tmp_path):
     assert math.isnan(r.per_bin["60-80 m"]["abs_rel"])
     path = write_report([r], tmp_path)["json"]
     text = path.read_text()
-    assert "NaN" not in text
-    data = json.loads(text)
+
+    def no_constants(name):  # JSON's non-standard NaN / Infinity tokens
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    data = json.loads(text, parse_constant=no_constants)
     assert data["protocol"]["name"] == "synthetic"
     assert data["scores"]["median"]["per_bin"]["60-80 m"]["abs_rel"] is None
     back = load_result(path)[0]
@@ -685,3 +698,70 @@ def test_cli_synthetic_preset_end_to_end(tmp_path, capsys):
     assert set(res.scores["median"].per_domain) == {"night"}
     assert res.dataset.startswith("synthetic-night-test: SyntheticClipDataset")
     assert "| tiny-untrained | median-scaled |" in capsys.readouterr().out
+
+
+def test_eval_modules_import_no_circle():
+    """No module of dasp_core.eval imports one that imports it back, at any depth and
+    including imports inside functions (DEVELOPERS.md: remove import circles)."""
+    import ast
+    from pathlib import Path
+
+    pkg = Path(ev.__file__).parent
+    graph = {}
+    for f in pkg.glob("*.py"):
+        if f.stem == "__init__":
+            continue
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            deps |= {n.split(".")[2] for n in names
+                     if n.startswith("dasp_core.eval.") and len(n.split(".")) == 3
+                     and (pkg / f"{n.split('.')[2]}.py").exists()}
+        graph[f.stem] = deps - {f.stem}
+
+    def reaches(start, goal, seen=()):
+        return any(d == goal or (d not in seen and reaches(d, goal, seen + (d,)))
+                   for d in graph.get(start, ()))
+
+    circles = sorted(m for m in graph if reaches(m, m))
+    assert not circles, f"import circle through {circles}: {graph}"
+    assert "evaluate" not in graph["report"] and "report" in graph["evaluate"]
+
+
+def test_result_of_a_changed_protocol_is_refused(tmp_path):
+    r = _result("old", "md4all_robotcar")
+    d = r.to_dict()
+    d["protocol"]["pred_resize"] = "bilinear"  # what dasp < issue 16 wrote for md4all
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(d))
+    with pytest.raises(ConfigError, match="evaluate again"):
+        load_result(path)
+
+
+def test_evaluate_scores_depth_full_when_the_reader_kept_it():
+    import cv2
+
+    clips = []
+    for i in range(2):
+        c = make_clip(i)
+        c.meta["depth_full"] = cv2.resize(c.depth, (48, 32), interpolation=cv2.INTER_NEAREST)
+        clips.append(c)
+    est = FakeEstimator()
+    res = ev.evaluate(est, ListDataset(clips), "synthetic", progress=False)
+    assert est.calls == [(32, 48), (32, 48)]  # predicted at the full GT's size
+    assert res.gt_sizes == {"32x48": 2} and res.gt_source == "depth_full"
+    assert res.metrics["n_pixels"] == sum(int((c.meta["depth_full"] > 1e-3).sum()) for c in clips)
+    # the masks (drawn at clip.depth's size) follow the GT; both regions are scored
+    assert res.per_region["dark"]["n_images"] == 2 and res.per_region["lit"]["n_images"] == 2
+    assert "32x48 (meta depth_full)" in markdown_report([res])
+    # a mask of the wrong size against clip.depth is still a malformed sample
+    bad = make_clip(3)
+    bad.masks["dark"] = np.zeros((5, 5), bool)
+    res = ev.evaluate(FakeEstimator(), ListDataset([make_clip(0), bad]), "synthetic",
+                      progress=False)
+    assert res.n_skipped == 1 and res.gt_source == "depth"

@@ -316,6 +316,32 @@ def test_robotcar_rnw_layout_with_npy_ground_truth(tmp_path):
     np.testing.assert_allclose(clip.meta["K_full"], augment.crop_K(RC_K, 8, 8))
 
 
+def test_robotcar_crop_anchor_top_left_is_md4all_crop(tmp_path):
+    root = tmp_path / "rc"
+    seq = root / RC_NIGHT
+    (seq / "rgb").mkdir(parents=True)
+    (seq / "depth").mkdir()
+    t = RC_T0
+    img = np.zeros((RC_H, RC_W, 3), np.uint8)
+    img[:, :, 1] = np.arange(RC_H, dtype=np.uint8)[:, None]  # green = row index
+    cv2.imwrite(str(seq / "rgb" / f"{t}.png"), img)
+    gt = np.tile(np.arange(1, RC_H + 1, dtype=np.float32)[:, None], (1, RC_W))  # depth = row + 1
+    np.save(seq / "depth" / f"{t}_depth.npy", gt)
+    np.save(seq / "intrinsic.npy", RC_K)
+    (seq / "test_split.txt").write_text(f"{t}\n")
+    # md4all: rows 0 … h-1, columns 0 … w-1 (config TOP = LEFT = 0), K moved by nothing
+    top = RobotCarDataset(root, split="test", crop_hw=(32, 48), crop_anchor="top_left",
+                          size_hw=(16, 24), keep_full_depth=True)[0]
+    np.testing.assert_array_equal(top.meta["depth_full"], gt[:32, :48])
+    np.testing.assert_allclose(top.meta["K_full"], RC_K)
+    # RNW: the centred window, rows 8 … 39
+    centre = RobotCarDataset(root, split="test", crop_hw=(32, 48), size_hw=None)[0]
+    np.testing.assert_array_equal(centre.depth, gt[8:40, 8:56])
+    assert centre.frames[0, 0, 0, 1] == 8
+    with pytest.raises(ConfigError, match="crop_anchor"):
+        RobotCarDataset(root, split="test", crop_anchor="bottom")
+
+
 def test_robotcar_md4all_triples_split(rc_root):
     root, times = rc_root
     (root / "splits").mkdir()

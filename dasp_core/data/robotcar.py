@@ -28,7 +28,8 @@ points in the camera frame) are read as well.
 
 Protocol (paper: RNW's, which DASP inherits): centre crop 1152x640, resize to 576x320, K
 adjusted exactly (:mod:`dasp_core.data.augment`); ground truth from front 2D lidar scans
-accumulated with VO poses and projected into the centre stereo camera.
+accumulated with VO poses and projected into the centre stereo camera. md4all instead keeps
+the top 768 rows of the 1280x960 image (``crop_hw=(768, 1280)``, ``crop_anchor="top_left"``).
 
 Frames: the SDK's vehicle/camera frame is x forward, y right, z down; ``G_camera_image`` maps
 the image (optical, REP 103) frame to it. VO's relative pose of each row, chained as
@@ -47,7 +48,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from dasp_core.data.augment import center_crop_clip, resize_clip, scatter_nearest_depth
+from dasp_core.data.augment import (center_crop_box, crop_clip, resize_clip,
+                                    scatter_nearest_depth)
 from dasp_core.data.folder import (SampleError, to_rgb8, clip_dt, read_depth_file,
                                    read_list_file)
 from dasp_core.data.sample import DOMAINS, Clip
@@ -74,6 +76,12 @@ G_CAMERA_IMAGE_DEFAULT = np.array([[0.0, 0.0, 1.0, 0.0],
                                    [1.0, 0.0, 0.0, 0.0],
                                    [0.0, 1.0, 0.0, 0.0],
                                    [0.0, 0.0, 0.0, 1.0]])
+
+#: Where a ``crop_hw`` window sits: ``"center"`` = RNW's CenterCrop, top-left corner
+#: ``((W - w) // 2, (H - h) // 2)`` (RNW transforms/cv2_transforms.py:136,139);
+#: ``"top_left"`` = md4all's Crop with ``TOP = LEFT = 0`` (md4all config/config.py:99-100,
+#: data/transforms.py:51), i.e. rows ``0 … h-1`` and columns ``0 … w-1``.
+CROP_ANCHORS = ("center", "top_left")
 
 #: stereo camera folder → SDK camera model (SDK camera_model.py mapping).
 STEREO_MODELS = {"centre": "stereo_narrow_left", "left": "stereo_wide_left",
@@ -486,15 +494,18 @@ class RobotCarDataset:
         layout: ``"auto"``, ``"raw"`` (SDK) or ``"rnw"`` (processed).
         offsets: clip frame offsets (frame positions in the continuous chunk); None = (-1, 0, 1)
             for training/all and (0,) for test (test targets then need no neighbours).
-        crop_hw, size_hw: centre crop then resize (paper/RNW: (640, 1152) then (320, 576));
-            None skips the step.
+        crop_hw, size_hw: crop then resize (paper/RNW: (640, 1152) then (320, 576); md4all:
+            (768, 1280) then (320, 544)); None skips the step.
+        crop_anchor: where the ``crop_hw`` window sits (:data:`CROP_ANCHORS`): ``"center"``
+            (RNW, default) or ``"top_left"`` (md4all: the top rows, from column 0).
         load_depth: read ground truth; None = only for ``split="test"``.
         depth_source: ``"auto"`` (precomputed ``depth/`` .npy, then md4all ``.pcd.bin``, then
             lidar scans), ``"npy"``, ``"pcd"``, ``"lidar"``.
         lidar_time_span_s: half-window of accumulated scans for ``"lidar"`` (md4all: 4 s).
         min_depth: lidar points closer than this (metres) are dropped.
         keep_full_depth: also put the crop-resolution ground truth (before resizing) in
-            ``clip.meta['depth_full']`` with its K in ``meta['K_full']`` — RNW evaluates there.
+            ``clip.meta['depth_full']`` with its K in ``meta['K_full']``; ``dasp eval`` then
+            scores there, as RNW (1152x640 centre crop) and md4all (1280x768 top crop) do.
         undistort: undistort raw images with the SDK LUT (raw layout).
         models_dir, extrinsics_dir: SDK folders (default ``<root>/models``, ``<root>/extrinsics``).
         use_vo: read ``<seq>/vo/vo.csv`` when present for ``poses`` and ``speed``.
@@ -508,6 +519,7 @@ class RobotCarDataset:
                  offsets: Optional[Sequence[int]] = None,
                  crop_hw: Optional[Tuple[int, int]] = (640, 1152),
                  size_hw: Optional[Tuple[int, int]] = (320, 576),
+                 crop_anchor: str = "center",
                  load_depth: Optional[bool] = None, depth_source: str = "auto",
                  lidar_time_span_s: float = 4.0, min_depth: float = 0.0,
                  keep_full_depth: bool = False, undistort: bool = True,
@@ -528,6 +540,7 @@ class RobotCarDataset:
         if 0 not in self.offsets:
             raise ConfigError("offsets", self.offsets, "a tuple containing 0 (the target)")
         self.crop_hw = None if crop_hw is None else (int(crop_hw[0]), int(crop_hw[1]))
+        self.crop_anchor = check_choice("crop_anchor", crop_anchor, CROP_ANCHORS)
         self.size_hw = None if size_hw is None else (int(size_hw[0]), int(size_hw[1]))
         self.load_depth = (split == "test") if load_depth is None else bool(load_depth)
         self.lidar_span_us = int(round(lidar_time_span_s * 1e6))
@@ -874,6 +887,15 @@ class RobotCarDataset:
             speed = float(dist / ((times[hi] - times[lo]) * 1e-6))
         return poses, speed
 
+    def _crop(self, clip: Clip) -> Clip:
+        """Cut the ``crop_hw`` window at :attr:`crop_anchor` (frames, depth and K)."""
+        ch, cw = self.crop_hw  # type: ignore[misc]
+        if self.crop_anchor == "center":
+            x0, y0 = center_crop_box(clip.height, clip.width, ch, cw)
+        else:
+            x0, y0 = 0, 0
+        return crop_clip(clip, x0, y0, ch, cw)
+
     def __getitem__(self, index: int) -> Clip:
         si, times = self.items[index]
         seq = self.sequences[si]
@@ -892,7 +914,7 @@ class RobotCarDataset:
                     meta={"sequence": seq.name, "timestamps": list(times), "depth_sparse": True})
         try:
             if self.crop_hw is not None:
-                clip = center_crop_clip(clip, self.crop_hw)
+                clip = self._crop(clip)
             if self.keep_full_depth and clip.depth is not None:
                 clip.meta["depth_full"] = clip.depth.copy()
                 clip.meta["K_full"] = clip.K.copy()

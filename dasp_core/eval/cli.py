@@ -13,6 +13,11 @@ seeds 10 000 … 10 099, never used in training) or a YAML file holding one data
 under ``kwargs:``), a list of entries (concatenated), or a whole training config, whose
 ``data.<split>`` (``--split``, default ``night_val``) is used.
 
+For the ``rnw_*`` and ``md4all_*`` protocols the dataset entry must keep the full-resolution
+ground truth (``keep_full_depth: true``) and use the peer's crop; docs/datasets.md gives both
+RobotCar entries. Then the printed number is the one the peer's own script prints for the same
+predictions; images the peers would turn into NaN are skipped and counted in the table.
+
 Writes ``eval.json``, ``eval.md``, plots and sample strips into ``--out`` and prints the table.
 """
 
@@ -47,8 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which data.<split> of a training-config YAML to evaluate "
                         "(default: night_val)")
     p.add_argument("--protocol", default=None, choices=_PROTOCOLS,
-                   help="evaluation protocol (cap, min depth, resizing); default 'synthetic' "
-                        "for synthetic presets, required otherwise")
+                   help="evaluation protocol (cap, min depth, resize, median rule, GT size; "
+                        "see docs/datasets.md); default 'synthetic' for synthetic presets, "
+                        "required otherwise")
     p.add_argument("--no-median-scaling", action="store_true",
                    help="score the model's metres as they are (no per-image median scaling)")
     p.add_argument("--max-images", type=int, default=None,

@@ -4,6 +4,10 @@
 (torch, onnxruntime or TensorRT) and any dataset yielding :class:`Clip` objects with
 ground-truth depth. It never imports torch.
 
+Ground truth: ``clip.meta["depth_full"]`` when the reader kept it (``keep_full_depth: true``:
+the ground truth before the reader's resize, which is where RNW and md4all score), else
+``clip.depth``.
+
 Scoring modes (ours, following md4all which reports both):
 
 * ``"median"``: per-image median scaling (the RNW/STEPS/DASP tables);
@@ -18,25 +22,25 @@ evaluation; training and validation must draw their synthetic sequences from see
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from dasp_core import __version__
 from dasp_core.errors import ConfigError, DatasetError, check_choice
-from dasp_core.eval.metrics import (METRIC_NAMES, EvalProtocol, MetricAccumulator,
-                                    get_protocol)
+from dasp_core.eval.metrics import (METRIC_NAMES, PRED_RESIZE_MODES, EvalProtocol,
+                                    MetricAccumulator, get_protocol)
+from dasp_core.eval.report import save_sample_strip
+from dasp_core.eval.resize import resize_prediction
+from dasp_core.eval.result import EvalResult, ScoreSet
 
 __all__ = [
     "SYNTHETIC_TEST_SEEDS", "SYNTHETIC_TRAIN_SEED_LIMIT", "SYNTHETIC_TEST_FRAMES",
     "PRESETS", "is_test_seed", "build_preset", "ScoreSet", "EvalResult", "evaluate",
-    "predict_at_gt_size",
+    "predict_at_gt_size", "ground_truth_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,108 +93,6 @@ def build_preset(name: str, frames_per_sequence: int = SYNTHETIC_TEST_FRAMES,
                                 offsets=(0,), max_cached_frames=4)
 
 
-# ----------------------------------------------------------------------------- results
-
-@dataclass
-class ScoreSet:
-    """Scores of one mode (``"median"`` or ``"metric"``).
-
-    Attributes:
-        median_scaling: whether per-image median scaling was applied.
-        metrics: mean per-image metrics plus ``n_images`` and ``n_pixels``.
-        per_bin: ``{"0-10 m": {metric: mean, n_images, n_pixels}}`` by GT distance.
-        per_region: the same for named masks (``dark``, ``lit``, ``moving``, ...).
-        per_domain: the same per clip domain (``day``/``night``).
-        scale: statistics (``mean``, ``median``, ``std``, ``cv``) of the per-image ratios
-            ``median(gt) / median(pred)``: the factors median scaling applies, and for
-            ``"metric"`` how far the model's metres are off (1.0 = right scale).
-    """
-
-    median_scaling: bool
-    metrics: Dict[str, float]
-    per_bin: Dict[str, Dict[str, float]] = field(default_factory=dict)
-    per_region: Dict[str, Dict[str, float]] = field(default_factory=dict)
-    per_domain: Dict[str, Dict[str, float]] = field(default_factory=dict)
-    scale: Dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class EvalResult:
-    """Everything an evaluation produced; JSON round-trips with :meth:`to_dict`/:meth:`from_dict`.
-
-    Attributes:
-        protocol: the protocol used (stated in every report).
-        label: row name in tables (model file stem unless given).
-        primary: the mode reported first: ``"median"`` or ``"metric"``.
-        scores: ``{"median": ScoreSet, "metric": ScoreSet}`` (only the modes computed).
-        n_images: images scored.
-        n_skipped: samples not scored (load error, no GT, bad prediction, ...).
-        skip_reasons: ``{reason: count}``.
-        skipped: the first skipped samples ``{"index", "source", "reason", "detail"}``.
-        per_image: ``{"index", "source", "domain", "latency_ms", "scores": {mode: metrics}}``.
-        timing: ``total_s``, ``images_per_s``, ``predict_ms_mean/median/p95``.
-        model: ``{"path", "backend", "info"}``.
-        dataset: description of the data.
-        warnings: comparability warnings (e.g. GT size differs from the protocol's).
-        created: ISO time; version: dasp version.
-    """
-
-    protocol: EvalProtocol
-    label: str
-    primary: str
-    scores: Dict[str, ScoreSet]
-    n_images: int
-    n_skipped: int = 0
-    skip_reasons: Dict[str, int] = field(default_factory=dict)
-    skipped: List[Dict[str, Any]] = field(default_factory=list)
-    per_image: List[Dict[str, Any]] = field(default_factory=list)
-    timing: Dict[str, float] = field(default_factory=dict)
-    model: Dict[str, Any] = field(default_factory=dict)
-    dataset: str = ""
-    warnings: List[str] = field(default_factory=list)
-    created: str = ""
-    version: str = __version__
-
-    @property
-    def metrics(self) -> Dict[str, float]:
-        """Metrics of the primary mode."""
-        return self.scores[self.primary].metrics
-
-    @property
-    def per_bin(self) -> Dict[str, Dict[str, float]]:
-        return self.scores[self.primary].per_bin
-
-    @property
-    def per_region(self) -> Dict[str, Dict[str, float]]:
-        return self.scores[self.primary].per_region
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = asdict(self)
-        d["protocol"] = self.protocol.to_dict()
-        return _json_safe(d)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EvalResult":
-        d = dict(d)
-        d["protocol"] = EvalProtocol.from_dict(d["protocol"])
-        d["scores"] = {k: ScoreSet(**v) for k, v in d["scores"].items()}
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _json_safe(x: Any) -> Any:
-    """NaN/inf → None and numpy scalars → Python, so the JSON is standard."""
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 # ----------------------------------------------------------------------------- evaluation
 
 def predict_at_gt_size(estimator: Any, image: np.ndarray, gt_shape: Tuple[int, int],
@@ -202,29 +104,56 @@ def predict_at_gt_size(estimator: Any, image: np.ndarray, gt_shape: Tuple[int, i
         image: ``uint8 [H, W, 3]`` RGB.
         gt_shape: ``(h, w)`` of the ground truth.
         pred_resize: ``"estimator"``: ``estimator.predict(image, output_size=gt_shape)``;
-            ``"nearest"``/``"bilinear"``: predict at network resolution, then
-            ``cv2.resize`` the depth (RNW: nearest; md4all: bilinear).
+            ``"nearest"``/``"bilinear_align_corners"``: predict at network resolution, then
+            :func:`~dasp_core.eval.resize.resize_prediction` (RNW / md4all).
 
     Returns:
         ``float32 [h, w]`` depth (metres, or relative units for a scale-free model).
     """
-    check_choice("pred_resize", pred_resize, ("estimator", "nearest", "bilinear"))
+    check_choice("pred_resize", pred_resize, PRED_RESIZE_MODES)
     h, w = int(gt_shape[0]), int(gt_shape[1])
     if pred_resize == "estimator":
         pred = np.asarray(estimator.predict(image, output_size=(h, w)), dtype=np.float32)
     else:
-        import cv2
-
         info = estimator.info
-        net = np.asarray(estimator.predict(image, output_size=(int(info.input_height),
-                                                               int(info.input_width))),
-                         dtype=np.float32)
-        net = net.reshape(net.shape[-2:]) if net.ndim == 3 else net
-        interp = cv2.INTER_NEAREST if pred_resize == "nearest" else cv2.INTER_LINEAR
-        pred = cv2.resize(net, (w, h), interpolation=interp)
+        net = estimator.predict(image, output_size=(int(info.input_height),
+                                                    int(info.input_width)))
+        pred = resize_prediction(net, (h, w), pred_resize)
     if pred.ndim == 3 and 1 in (pred.shape[0], pred.shape[-1]):
         pred = pred.reshape(pred.shape[-2:] if pred.shape[0] == 1 else pred.shape[:2])
     return pred
+
+
+def ground_truth_of(clip: Any) -> Tuple[Optional[np.ndarray], str]:
+    """``(gt, source)``: ``clip.meta["depth_full"]`` (``source="depth_full"``) when the reader
+    kept it, else ``clip.depth`` (``"depth"``); ``(None, "")`` without ground truth.
+
+    ``depth_full`` is the ground truth at the reader's crop before its resize (RobotCar and
+    nuScenes readers with ``keep_full_depth: true``): RNW and md4all score there, not at the
+    network resolution.
+    """
+    meta = getattr(clip, "meta", None) or {}
+    full = meta.get("depth_full") if isinstance(meta, dict) else None
+    if full is not None:
+        return np.asarray(full), "depth_full"
+    depth = getattr(clip, "depth", None)
+    return (None, "") if depth is None else (np.asarray(depth), "depth")
+
+
+def _masks_at(masks: Any, shape: Tuple[int, int], gt_source: str) -> Dict[str, np.ndarray]:
+    """Region masks at the GT resolution. Masks come at ``clip.depth``'s size; against a
+    ``depth_full`` GT they are brought to its size by nearest neighbour (ours: the regions are
+    our breakdown, no peer has them). Against ``clip.depth`` a different size stays an error."""
+    out: Dict[str, np.ndarray] = {}
+    for k, v in (masks or {}).items():
+        m = np.asarray(v, bool)
+        if gt_source == "depth_full" and m.ndim == 2 and m.shape != tuple(shape):
+            import cv2
+
+            m = cv2.resize(m.astype(np.uint8), (shape[1], shape[0]),
+                           interpolation=cv2.INTER_NEAREST).astype(bool)
+        out[k] = m
+    return out
 
 
 def _select_indices(n: int, max_images: Optional[int]) -> List[int]:
@@ -287,9 +216,12 @@ def evaluate(estimator: Any, dataset: Any, protocol: str | EvalProtocol = "synth
     """Score ``estimator`` on the target frames of ``dataset`` under ``protocol``.
 
     Each clip's target frame (offset 0, ``uint8 [H, W, 3]`` RGB) is predicted at the GT
-    resolution (see :func:`predict_at_gt_size`) and scored against ``clip.depth`` with
-    :class:`MetricAccumulator` (per-image averaging, distance bins, regions from
-    ``clip.masks``, per domain).
+    resolution (see :func:`predict_at_gt_size`) and scored against its ground truth
+    (:func:`ground_truth_of`: ``meta["depth_full"]`` when kept, else ``clip.depth``) with
+    :class:`MetricAccumulator` under the protocol's depth range and median rule (per-image
+    averaging, distance bins, regions from ``clip.masks``, per domain). Images that cannot
+    be scored are skipped and counted (``n_skipped``, ``skip_reasons``; see
+    :data:`~dasp_core.eval.metrics.SKIP_RULE`).
 
     Args:
         estimator: a :class:`~dasp_core.runtime.base.DepthEstimator`.
@@ -334,8 +266,7 @@ def evaluate(estimator: Any, dataset: Any, protocol: str | EvalProtocol = "synth
     if not median_scaling and not info.is_metric:
         log.warning("median scaling is off but the model has no scale (scale_source='none'): "
                     "the 'metric' scores compare relative depth with metres")
-    edges = tuple(bins) if bins is not None else proto.bins
-    accs = {m: MetricAccumulator(proto.min_depth, proto.max_depth, m == "median", edges)
+    accs = {m: MetricAccumulator.for_protocol(proto, median_scaling=(m == "median"), bins=bins)
             for m in modes}
     warnings: List[str] = []
     skip_reasons: Dict[str, int] = {}
@@ -343,6 +274,8 @@ def evaluate(estimator: Any, dataset: Any, protocol: str | EvalProtocol = "synth
     per_image: List[Dict[str, Any]] = []
     latencies: List[float] = []
     seen_sizes: set = set()
+    gt_sizes: Dict[str, int] = {}
+    gt_sources: List[str] = []
     sample_dir = Path(out_dir) / "samples" if save_samples else None
     n_saved = 0
 
@@ -363,7 +296,7 @@ def evaluate(estimator: Any, dataset: Any, protocol: str | EvalProtocol = "synth
             skip(index, "", "load error", load_error)
             continue
         source = str(getattr(clip, "source", ""))
-        gt = getattr(clip, "depth", None)
+        gt, gt_source = ground_truth_of(clip)
         if gt is None:
             skip(index, source, "no ground truth")
             continue
@@ -393,8 +326,8 @@ def evaluate(estimator: Any, dataset: Any, protocol: str | EvalProtocol = "synth
         except Exception as e:
             skip(index, source, "prediction error", f"{type(e).__name__}: {e}")
             continue
-        masks = {k: np.asarray(v, bool) for k, v in (getattr(clip, "masks", None) or {}).items()}
         try:
+            masks = _masks_at(getattr(clip, "masks", None), gt.shape, gt_source)
             scores = {m: accs[m].score(pred, gt, masks) for m in modes}
         except ValueError as e:
             skip(index, source, "bad prediction", str(e))
@@ -406,6 +339,10 @@ def evaluate(estimator: Any, dataset: Any, protocol: str | EvalProtocol = "synth
         domain = str(getattr(clip, "domain", ""))
         for m in modes:
             accs[m].add(scores[m], group=domain or None)
+        size_key = f"{gt.shape[0]}x{gt.shape[1]}"
+        gt_sizes[size_key] = gt_sizes.get(size_key, 0) + 1
+        if gt_source not in gt_sources:
+            gt_sources.append(gt_source)
         latencies.append(latency)
         per_image.append({"index": index, "source": source, "domain": domain,
                           "latency_ms": latency,
@@ -413,8 +350,6 @@ def evaluate(estimator: Any, dataset: Any, protocol: str | EvalProtocol = "synth
         if progress:
             bar.set_postfix(abs_rel=f"{accs[modes[0]].metrics()['abs_rel']:.4f}", refresh=False)
         if sample_dir is not None and n_saved < save_samples:
-            from dasp_core.eval.report import save_sample_strip
-
             try:
                 save_sample_strip(image, pred, gt, sample_dir / f"sample_{index:06d}.png",
                                   proto.min_depth, proto.max_depth,
@@ -453,7 +388,7 @@ def evaluate(estimator: Any, dataset: Any, protocol: str | EvalProtocol = "synth
         model={"path": model_path or "", "backend": str(getattr(estimator, "backend", "")),
                "info": dict(info.__dict__)},
         dataset=f"{dataset_name}: {_describe(dataset)}" if dataset_name else _describe(dataset),
-        warnings=warnings,
+        warnings=warnings, gt_sizes=gt_sizes, gt_source="+".join(gt_sources),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     m = result.metrics
     log.info("%s [%s, %s]: %s (n=%d, skipped %d)", label, proto.name, result.primary,

@@ -1,12 +1,15 @@
 """Depth error metrics and the named evaluation protocols of the night-depth literature.
 
-The seven metrics are computed exactly as monodepth2's ``compute_errors`` and the RNW/STEPS
-evaluation scripts compute them (``evaluation/eval_robotcar.py``, ``eval_nuscenes.py`` of RNW):
+The seven metrics are computed exactly as monodepth2's ``compute_errors``, the RNW/STEPS
+evaluation scripts (``evaluation/eval_robotcar.py``, ``eval_nuscenes.py`` of RNW) and md4all's
+``utils/depth.py`` ``compute_depth_metrics`` compute them:
 
 * ground truth is valid where ``min_depth < gt < max_depth`` (strict on both sides; 0, NaN and
   inf are therefore invalid);
 * optionally the prediction is multiplied by the per-image median ratio
-  ``s = median(gt[valid]) / median(pred[valid])`` (monocular depth is relative);
+  ``s = median(gt[valid]) / median(pred[valid])`` (monocular depth is relative); the median
+  of an even count is the mean of the two middle values (``np.median``: RNW, monodepth2) or,
+  in the md4all protocols, the lower of the two (``torch.median``), see :data:`MEDIAN_RULES`;
 * the (scaled) prediction is clipped to ``[min_depth, max_depth]``;
 * on the valid pixels::
 
@@ -18,6 +21,10 @@ evaluation scripts compute them (``evaluation/eval_robotcar.py``, ``eval_nuscene
       rmse_log = sqrt(mean((log gt - log pred)**2))
 
 * the dataset score is the **mean of per-image metrics** (not a pixel-pooled mean).
+
+Each protocol of :data:`PROTOCOLS` fixes the range, the median rule, how the prediction reaches
+the ground truth's resolution (:mod:`dasp_core.eval.resize`) and the ground truth's crop and
+size, with the peer's file and line beside each constant.
 
 All depths are metres, ``float [H, W]`` numpy arrays. Nothing here imports torch.
 """
@@ -34,8 +41,9 @@ from dasp_core.errors import ConfigError, check_range
 
 __all__ = [
     "METRIC_NAMES", "LOWER_IS_BETTER", "METRIC_LABELS", "EvalProtocol", "PROTOCOLS",
-    "get_protocol", "default_bins", "bin_label", "valid_gt_mask", "median_scale",
-    "compute_depth_metrics", "MetricAccumulator", "mean_metrics",
+    "get_protocol", "default_bins", "bin_label", "valid_gt_mask", "median_of", "median_scale",
+    "compute_depth_metrics", "MetricAccumulator", "mean_metrics", "MEDIAN_RULES",
+    "PRED_RESIZE_MODES",
 ]
 
 #: Metric keys in the order every table prints them.
@@ -48,8 +56,23 @@ METRIC_LABELS: Dict[str, str] = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse":
                                  "rmse_log": "RMSElog", "a1": "δ<1.25", "a2": "δ<1.25²",
                                  "a3": "δ<1.25³"}
 
-#: How a prediction at network resolution is brought to ground-truth resolution.
-PRED_RESIZE_MODES = ("nearest", "bilinear", "estimator")
+#: How a prediction at network resolution is brought to ground-truth resolution (see
+#: :func:`dasp_core.eval.resize.resize_prediction`): ``"nearest"`` = ``cv2.resize`` with
+#: ``INTER_NEAREST`` (RNW), ``"bilinear_align_corners"`` = ``torch.nn.functional.interpolate``
+#: bilinear with ``align_corners=True`` (md4all), ``"estimator"`` = the deployed estimator's own
+#: ``predict(output_size=...)``.
+PRED_RESIZE_MODES = ("nearest", "bilinear_align_corners", "estimator")
+
+#: Median of an even number of values: ``"midpoint"`` = mean of the two middle values
+#: (``np.median``; RNW eval_*.py, monodepth2 evaluate_depth.py), ``"lower"`` = the lower of the
+#: two (``torch.median``; md4all utils/depth.py). Odd counts give the middle value either way.
+MEDIAN_RULES = ("midpoint", "lower")
+
+#: How ``dasp eval`` treats an image the peers' scripts do not skip (stated in every report).
+SKIP_RULE = ("dasp skips and counts an image whose prediction is NaN on an evaluated pixel or "
+             "whose median prediction over the evaluated pixels is zero, negative, NaN or "
+             "infinite, and one without valid ground truth; the means are over the scored "
+             "images and the skipped count is printed beside them.")
 
 
 @dataclass(frozen=True)
@@ -63,17 +86,21 @@ class EvalProtocol:
             clipped to it.
         median_scaling: whether the published numbers use per-image median scaling (the
             default of ``dasp eval``; metric models are additionally scored without it).
-        pred_resize: how the prediction reaches GT resolution: ``"nearest"`` (RNW: network
-            resolution depth, ``cv2.INTER_NEAREST``), ``"bilinear"`` (md4all: bilinear on
-            depth; md4all uses ``align_corners=True``, we use ``cv2.INTER_LINEAR`` with
-            half-pixel centres, a sub-pixel difference), ``"estimator"`` (the deployed
-            estimator's own ``predict(output_size=...)``: what a robot receives).
+        pred_resize: how the prediction reaches GT resolution, one of
+            :data:`PRED_RESIZE_MODES`: ``"nearest"`` (RNW: network-resolution depth,
+            ``cv2.INTER_NEAREST``), ``"bilinear_align_corners"`` (md4all: bilinear on depth
+            with ``align_corners=True``), ``"estimator"`` (the deployed estimator's own
+            ``predict(output_size=...)``: what a robot receives).
         eval_size: ``(height, width)`` of the GT the published numbers use, or None where the
             reference scripts do not fix it; a different GT size is reported as a warning
             (numbers are then not directly comparable).
         bins: distance-bin edges in metres for the per-range breakdown.
         source: where the numbers come from (paper + script).
-        description: one line for report headers.
+        description: one line for report headers, naming the data, the ground-truth crop
+            and how the reader must be configured.
+        median_rule: one of :data:`MEDIAN_RULES`, the median of an even count.
+        differences: where ``dasp eval`` scores differently from the peer's script (the
+            skip-and-count rule, modes not computed); empty when none.
     """
 
     name: str
@@ -85,6 +112,16 @@ class EvalProtocol:
     bins: Tuple[float, ...]
     source: str
     description: str
+    median_rule: str = "midpoint"
+    differences: str = ""
+
+    def __post_init__(self) -> None:
+        if self.pred_resize not in PRED_RESIZE_MODES:
+            raise ConfigError(f"protocol {self.name}: pred_resize", self.pred_resize,
+                              PRED_RESIZE_MODES)
+        if self.median_rule not in MEDIAN_RULES:
+            raise ConfigError(f"protocol {self.name}: median_rule", self.median_rule,
+                              MEDIAN_RULES)
 
     def to_dict(self) -> Dict[str, object]:
         d = asdict(self)
@@ -100,13 +137,26 @@ class EvalProtocol:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})  # type: ignore
 
+    def scoring_key(self) -> Tuple[object, ...]:
+        """The fields that decide the numbers (not the prose): two results are comparable
+        when their protocols' keys are equal."""
+        return (self.name, self.min_depth, self.max_depth, self.pred_resize, self.eval_size,
+                self.median_rule, self.bins)
+
     def details(self) -> str:
         """What the protocol does and where it comes from, in one sentence."""
         scaling = "per-image median scaling" if self.median_scaling else "no median scaling"
+        median = ("median of an even count = lower middle value (torch.median)"
+                  if self.median_rule == "lower" else
+                  "median of an even count = mean of the two middle values (np.median)")
+        size = (f"GT scored at {self.eval_size[0]}x{self.eval_size[1]} (HxW)"
+                if self.eval_size else "GT scored at the dataset's resolution")
+        diff = (f" Skips and differences from the peer's script: {self.differences}"
+                if self.differences else "")
         return (f"GT valid in ({self.min_depth:g}, {self.max_depth:g}) m, predictions clipped "
-                f"to [{self.min_depth:g}, {self.max_depth:g}] m, {scaling} by default, "
-                f"per-image averaging, prediction resize: {self.pred_resize}. "
-                f"{self.description} Source: {self.source}.")
+                f"to [{self.min_depth:g}, {self.max_depth:g}] m, {scaling} by default "
+                f"({median}), per-image averaging, prediction resize: {self.pred_resize}, "
+                f"{size}. {self.description} Source: {self.source}.{diff}")
 
     def header(self) -> str:
         """One line that names the protocol in every report."""
@@ -128,40 +178,108 @@ def bin_label(lo: float, hi: float) -> str:
     return f"{lo:g}-{hi:g} m"
 
 
+# Peer commits the citations below refer to (file:line):
+#   RNW  = github.com/w2kun/RNW @ 651f8f425d115afc9fd4808383e95a0b2d928d76
+#   md4all = github.com/md4all/md4all @ 1cb9300fc08d4a44d1f1d8faea96f0d4ca5bb1dc
+#   monodepth2 = github.com/nianticlabs/monodepth2 @ b676244e5a1ca55564eb5d16ab521a48f823af31
+
+_RNW_DIFFERENCES = (
+    "RNW's eval script stops with an error on an image without valid GT "
+    "(evaluation/eval_*.py 'The size of ground truth is zero'), and a NaN prediction or a "
+    "zero/NaN/infinite median prediction turns its mean into NaN; " + SKIP_RULE)
+_MD4ALL_DIFFERENCES = (
+    "md4all leaves images without valid GT out of its mean uncounted "
+    "(utils/depth.py:221-222, evaluation/evaluator.py:78-79), and a NaN prediction or a "
+    "zero/NaN/infinite median prediction turns its mean into NaN; " + SKIP_RULE + " md4all "
+    "also prints flip post-processed ('_pp') modes, which dasp does not compute: dasp's "
+    "'median' is md4all's '_gt' column and 'metric' its unsuffixed column.")
+
 PROTOCOLS: Dict[str, EvalProtocol] = {
     "rnw_robotcar": EvalProtocol(
-        name="rnw_robotcar", min_depth=1e-5, max_depth=40.0, median_scaling=True,
-        pred_resize="nearest", eval_size=(640, 1152), bins=default_bins(40.0),
+        name="rnw_robotcar",
+        min_depth=1e-5,       # RNW evaluation/eval_robotcar.py:111 (--min_depth 1e-5)
+        max_depth=40.0,       # RNW evaluation/eval_robotcar.py:110 (--max_depth 40.0)
+        median_scaling=True,  # RNW evaluation/eval_robotcar.py:82-83
+        pred_resize="nearest",  # RNW evaluation/eval_robotcar.py:76 (cv2.INTER_NEAREST)
+        # RNW evaluation/eval_robotcar.py:20,67,72: GT centre-cropped to 1152x640 (WxH),
+        # offsets ((W-1152)//2, (H-640)//2) as in transforms/cv2_transforms.py:136,139
+        eval_size=(640, 1152),
+        bins=default_bins(40.0),
+        median_rule="midpoint",  # RNW evaluation/eval_robotcar.py:82 (np.median)
         source="RNW (Wang et al., ICCV 2021) evaluation/eval_robotcar.py: --min_depth 1e-5 "
-               "--max_depth 40, GT centre-cropped to 1152x640, prediction resized with "
-               "cv2.INTER_NEAREST; used unchanged by STEPS (ICRA 2023) and DASP (RA-L 2025)",
-        description="Oxford RobotCar-Night (2014-12-16-18-44-24, RNW test split), lidar GT."),
+               "--max_depth 40, full-resolution GT centre-cropped to 1152x640, prediction "
+               "resized with cv2.INTER_NEAREST, np.median scaling; used unchanged by STEPS "
+               "(ICRA 2023) and DASP (RA-L 2025)",
+        description="Oxford RobotCar-Night (2014-12-16-18-44-24, RNW test split), lidar GT "
+                    "at the 1152x640 centre crop of the 1280x960 image (RobotCar reader: "
+                    "crop_hw [640, 1152], keep_full_depth true).",
+        differences=_RNW_DIFFERENCES),
     "rnw_nuscenes": EvalProtocol(
-        name="rnw_nuscenes", min_depth=1e-5, max_depth=60.0, median_scaling=True,
-        pred_resize="nearest", eval_size=None, bins=default_bins(60.0),
+        name="rnw_nuscenes",
+        min_depth=1e-5,       # RNW evaluation/eval_nuscenes.py:94
+        max_depth=60.0,       # RNW evaluation/eval_nuscenes.py:93
+        median_scaling=True,  # RNW evaluation/eval_nuscenes.py:65-66
+        pred_resize="nearest",  # RNW evaluation/eval_nuscenes.py:59 (cv2.INTER_NEAREST)
+        eval_size=None,       # RNW evaluation/eval_nuscenes.py:58,104: GT as stored, no crop
+        bins=default_bins(60.0),
+        median_rule="midpoint",  # RNW evaluation/eval_nuscenes.py:65 (np.median)
         source="RNW (Wang et al., ICCV 2021) evaluation/eval_nuscenes.py: --min_depth 1e-5 "
-               "--max_depth 60, GT at the resolution of RNW's test_gt files, prediction "
-               "resized with cv2.INTER_NEAREST; used by STEPS and DASP",
-        description="nuScenes-Night front camera (RNW night test split), lidar GT."),
+               "--max_depth 60, GT at the resolution of RNW's test_gt files (no crop), "
+               "prediction resized with cv2.INTER_NEAREST, np.median scaling; used by STEPS "
+               "and DASP",
+        description="nuScenes-Night front camera (RNW night test split), lidar GT.",
+        differences=_RNW_DIFFERENCES),
     "md4all_robotcar": EvalProtocol(
-        name="md4all_robotcar", min_depth=0.1, max_depth=50.0, median_scaling=True,
-        pred_resize="bilinear", eval_size=None, bins=default_bins(50.0),
+        name="md4all_robotcar",
+        min_depth=0.1,        # md4all config/config.py:206 (EVALUATION.DEPTH.MIN_DEPTH)
+        max_depth=50.0,       # md4all config/eval_*_50m_robotcar_test.yaml:29
+        median_scaling=True,  # md4all evaluation/evaluator.py:22,90 ('_gt' modes)
+        # md4all utils/depth.py:214, utils/image.py:135 (bilinear, align_corners=True)
+        pred_resize="bilinear_align_corners",
+        # md4all config/eval_*_50m_robotcar_test.yaml:14-15,21-22 (960x1280 cropped to
+        # 768x1280), config/config.py:99-100 (CROP.TOP = CROP.LEFT = 0),
+        # data/robotcar/robotcar_dataset.py:291-293 and data/transforms.py:70-71 (the crop
+        # applies to depth_gt), robotcar_dataset.py:295-297 (the resize does not)
+        eval_size=(768, 1280),
+        bins=default_bins(50.0),
+        median_rule="lower",  # md4all utils/depth.py:227 (torch.median)
         source="md4all (Gasperini et al., ICCV 2023) config/eval_*_50m_robotcar_test.yaml "
-               "(MAX_DEPTH 50, MIN_DEPTH 0.1 from config/config.py), utils/depth.py "
-               "compute_depth_metrics (bilinear resize of depth; '_gt' = median scaled)",
-        description="Oxford RobotCar day+night test split of md4all (crop 1280x768)."),
+               "(MAX_DEPTH 50; MIN_DEPTH 0.1 from config/config.py; crop TOP=LEFT=0 768x1280), "
+               "utils/depth.py compute_depth_metrics (bilinear align_corners=True upsampling "
+               "of depth, torch.median scaling for the '_gt' modes)",
+        description="Oxford RobotCar day+night test split of md4all, lidar GT at the top "
+                    "768 rows of the 1280x960 image (rows 0-767; RobotCar reader: crop_hw "
+                    "[768, 1280], crop_anchor top_left, keep_full_depth true).",
+        differences=_MD4ALL_DIFFERENCES),
     "md4all_nuscenes": EvalProtocol(
-        name="md4all_nuscenes", min_depth=0.1, max_depth=80.0, median_scaling=True,
-        pred_resize="bilinear", eval_size=None, bins=default_bins(80.0),
+        name="md4all_nuscenes",
+        min_depth=0.1,        # md4all config/config.py:206
+        max_depth=80.0,       # md4all config/config.py:207 (eval_*_80m_nuscenes_val.yaml)
+        median_scaling=True,  # md4all evaluation/evaluator.py:22,90
+        pred_resize="bilinear_align_corners",  # md4all utils/depth.py:214
+        # md4all data/nuscenes_dataset.py:183,491-493: GT projected at the original 900x1600,
+        # only colour images are resized; config/config.py:80-81 (ORIGINAL_SIZE 900x1600)
+        eval_size=(900, 1600),
+        bins=default_bins(80.0),
+        median_rule="lower",  # md4all utils/depth.py:227 (torch.median)
         source="md4all (Gasperini et al., ICCV 2023) config/eval_*_80m_nuscenes_val.yaml "
-               "(MAX_DEPTH 80, MIN_DEPTH 0.1), utils/depth.py compute_depth_metrics",
-        description="nuScenes val split of md4all (day/night, clear/rain), front camera."),
+               "(MAX_DEPTH 80, MIN_DEPTH 0.1), utils/depth.py compute_depth_metrics "
+               "(bilinear align_corners=True, torch.median)",
+        description="nuScenes val split of md4all (day/night, clear/rain), front camera, "
+                    "lidar GT at the full 1600x900 (nuScenes reader: keep_full_depth true).",
+        differences=_MD4ALL_DIFFERENCES),
     "synthetic": EvalProtocol(
-        name="synthetic", min_depth=1e-3, max_depth=80.0, median_scaling=True,
-        pred_resize="estimator", eval_size=None, bins=default_bins(80.0),
+        name="synthetic",
+        min_depth=1e-3,       # monodepth2 evaluate_depth.py:62 (MIN_DEPTH = 1e-3)
+        max_depth=80.0,       # monodepth2 evaluate_depth.py:63 (MAX_DEPTH = 80)
+        median_scaling=True, pred_resize="estimator", eval_size=None,
+        bins=default_bins(80.0),
+        median_rule="midpoint",  # monodepth2 evaluate_depth.py:207 (np.median)
         source="ours: monodepth2 evaluate_depth.py constants (MIN_DEPTH 1e-3, MAX_DEPTH 80) on "
                "the dasp synthetic world; prediction resized by the deployed estimator",
-        description="dasp synthetic day/night drives, exact rendered depth (sky = invalid)."),
+        description="dasp synthetic day/night drives, exact rendered depth (sky = invalid).",
+        differences="no peer script scores this data (the constants are monodepth2's); "
+                    + SKIP_RULE),
 }
 
 
@@ -201,15 +319,34 @@ def valid_gt_mask(gt: np.ndarray, min_depth: float, max_depth: float,
     return valid
 
 
-def median_scale(pred_vals: np.ndarray, gt_vals: np.ndarray) -> float:
-    """``median(gt) / median(pred)`` over matching valid pixels (the RNW/monodepth2 ratio)."""
+def median_of(values: np.ndarray, rule: str = "midpoint") -> float:
+    """Median of a non-empty 1-D array under one of :data:`MEDIAN_RULES`.
+
+    ``"midpoint"``: ``np.median`` (mean of the two middle values of an even count);
+    ``"lower"``: the ``(n - 1) // 2``-th smallest value, which is what ``torch.median``
+    returns (md4all utils/depth.py:227). NaN propagates under both rules.
+    """
+    if rule == "midpoint":
+        return float(np.median(values))
+    if rule != "lower":
+        raise ConfigError("median_rule", rule, MEDIAN_RULES)
+    v = np.asarray(values).ravel()
+    if np.isnan(v).any():
+        return float("nan")
+    k = (v.size - 1) // 2
+    return float(np.partition(v, k)[k])
+
+
+def median_scale(pred_vals: np.ndarray, gt_vals: np.ndarray, rule: str = "midpoint") -> float:
+    """``median(gt) / median(pred)`` over matching valid pixels (the RNW/monodepth2/md4all
+    ratio), the median taken under ``rule`` (:data:`MEDIAN_RULES`)."""
     if gt_vals.size == 0:
         raise ValueError("median scaling needs at least one valid GT pixel")
-    mp = float(np.median(pred_vals))
+    mp = median_of(pred_vals, rule)
     if not (mp > 0.0 and math.isfinite(mp)):
         raise ValueError(f"median of the prediction over valid GT pixels is {mp}; "
                          f"expected a positive finite depth")
-    return float(np.median(gt_vals)) / mp
+    return median_of(gt_vals, rule) / mp
 
 
 def _errors(pred: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
@@ -236,8 +373,9 @@ def _empty_metrics(scale: float) -> Dict[str, float]:
 def compute_depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1e-3,
                           max_depth: float = 80.0, median_scaling: bool = True,
                           mask: Optional[np.ndarray] = None,
-                          scale: Optional[float] = None) -> Dict[str, float]:
-    """The seven depth metrics of one image (monodepth2 / RNW definitions).
+                          scale: Optional[float] = None,
+                          median_rule: str = "midpoint") -> Dict[str, float]:
+    """The seven depth metrics of one image (monodepth2 / RNW / md4all definitions).
 
     Args:
         pred: predicted depth ``[H, W]`` in metres (or relative units when median scaling).
@@ -251,6 +389,7 @@ def compute_depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1
         mask: optional boolean ``[H, W]``: evaluate only these pixels (AND with GT validity).
         scale: use this factor instead of computing one (overrides ``median_scaling``); used
             to score distance bins and regions with the scale of the whole image.
+        median_rule: median of an even count, one of :data:`MEDIAN_RULES` (the protocol's).
 
     Returns:
         dict with ``abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3`` (floats), ``scale`` (the
@@ -265,6 +404,8 @@ def compute_depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1
     """
     check_range("min_depth", float(min_depth), lo=0.0, lo_open=True)
     check_range("max_depth", float(max_depth), lo=float(min_depth), lo_open=True)
+    if median_rule not in MEDIAN_RULES:
+        raise ConfigError("median_rule", median_rule, MEDIAN_RULES)
     pred = _as_depth("pred", pred)
     gt = _as_depth("gt", gt)
     if pred.shape != gt.shape:
@@ -280,7 +421,7 @@ def compute_depth_metrics(pred: np.ndarray, gt: np.ndarray, min_depth: float = 1
     if n_nan:
         raise ValueError(f"prediction is NaN on {n_nan} of {n_valid} evaluated pixels")
     try:
-        ratio = median_scale(pred_vals, gt_vals)
+        ratio = median_scale(pred_vals, gt_vals, median_rule)
     except ValueError:
         if median_scaling and scale is None:
             raise
@@ -333,15 +474,20 @@ class MetricAccumulator:
         median_scaling: per-image median scaling.
         bins: distance-bin edges in metres (``lo <= gt < hi``), default
             :func:`default_bins` of ``max_depth``; empty to disable.
+        median_rule: median of an even count (:data:`MEDIAN_RULES`); use
+            :meth:`for_protocol` to take every setting from a protocol.
     """
 
     def __init__(self, min_depth: float, max_depth: float, median_scaling: bool = True,
-                 bins: Optional[Sequence[float]] = None):
+                 bins: Optional[Sequence[float]] = None, median_rule: str = "midpoint"):
         check_range("min_depth", float(min_depth), lo=0.0, lo_open=True)
         check_range("max_depth", float(max_depth), lo=float(min_depth), lo_open=True)
+        if median_rule not in MEDIAN_RULES:
+            raise ConfigError("median_rule", median_rule, MEDIAN_RULES)
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.median_scaling = bool(median_scaling)
+        self.median_rule = median_rule
         edges = default_bins(max_depth) if bins is None else tuple(float(b) for b in bins)
         if len(edges) == 1 or any(b <= a for a, b in zip(edges, edges[1:])):
             raise ConfigError("bins", list(edges), "at least two strictly increasing edges (m)")
@@ -354,6 +500,21 @@ class MetricAccumulator:
         self._ratios: List[float] = []
         self.n_empty = 0
 
+    @classmethod
+    def for_protocol(cls, protocol: "str | EvalProtocol", median_scaling: Optional[bool] = None,
+                     bins: Optional[Sequence[float]] = None) -> "MetricAccumulator":
+        """An accumulator with the protocol's depth range, median rule and bins.
+
+        Args:
+            protocol: a name in :data:`PROTOCOLS` or a protocol.
+            median_scaling: None = the protocol's default.
+            bins: None = the protocol's bins.
+        """
+        p = get_protocol(protocol)
+        return cls(p.min_depth, p.max_depth,
+                   p.median_scaling if median_scaling is None else median_scaling,
+                   p.bins if bins is None else bins, median_rule=p.median_rule)
+
     @property
     def n_images(self) -> int:
         return self._overall.n_images
@@ -362,7 +523,7 @@ class MetricAccumulator:
               masks: Optional[Mapping[str, np.ndarray]] = None) -> Optional[Dict[str, object]]:
         """Score one image without adding it (see :meth:`update`)."""
         overall = compute_depth_metrics(pred, gt, self.min_depth, self.max_depth,
-                                        self.median_scaling)
+                                        self.median_scaling, median_rule=self.median_rule)
         if overall["n_valid"] == 0:
             return None
         scale = overall["scale"]
@@ -372,13 +533,14 @@ class MetricAccumulator:
             with np.errstate(invalid="ignore"):
                 in_bin = (gt_arr >= lo) & (gt_arr < hi)
             m = compute_depth_metrics(pred, gt, self.min_depth, self.max_depth, mask=in_bin,
-                                      scale=scale)
+                                      scale=scale, median_rule=self.median_rule)
             if m["n_valid"]:
                 per_bin[label] = m
         per_region: Dict[str, Dict[str, float]] = {}
         for name, region in (masks or {}).items():
             m = compute_depth_metrics(pred, gt, self.min_depth, self.max_depth,
-                                      mask=np.asarray(region, bool), scale=scale)
+                                      mask=np.asarray(region, bool), scale=scale,
+                                      median_rule=self.median_rule)
             if m["n_valid"]:
                 per_region[name] = m
         return {"metrics": overall, "bins": per_bin, "regions": per_region}
@@ -462,7 +624,8 @@ class MetricAccumulator:
 
     def summary(self) -> Dict[str, object]:
         """Everything as one JSON-ready dict."""
-        return {"median_scaling": self.median_scaling, "min_depth": self.min_depth,
+        return {"median_scaling": self.median_scaling, "median_rule": self.median_rule,
+                "min_depth": self.min_depth,
                 "max_depth": self.max_depth, "bins": list(self.bins),
                 "metrics": self.metrics(), "per_bin": self.per_bin(),
                 "per_region": self.per_region(), "per_group": self.per_group(),

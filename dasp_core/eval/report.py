@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from dasp_core.errors import ConfigError
-from dasp_core.eval.evaluate import EvalResult
 from dasp_core.eval.metrics import LOWER_IS_BETTER, METRIC_LABELS, METRIC_NAMES
+from dasp_core.eval.result import EvalResult
 
 __all__ = [
     "write_json", "load_result", "check_same_protocol", "markdown_report", "write_markdown",
@@ -57,6 +57,9 @@ def load_result(path: str | os.PathLike) -> List[EvalResult]:
         return [EvalResult.from_dict(_nan_back(d)) for d in items]
     except (KeyError, TypeError) as e:
         raise ConfigError("compare", str(p), f"a JSON file written by `dasp eval` ({e})") from None
+    except ConfigError as e:  # a protocol definition this version no longer has
+        raise ConfigError("compare", str(p), f"a result of this dasp version's protocols "
+                                             f"({e}); evaluate again") from None
 
 
 def _nan_back(x):
@@ -79,12 +82,13 @@ def check_same_protocol(results: Sequence[EvalResult]) -> str:
     if len(names) > 1:
         raise ConfigError("protocol", names, "one protocol per table (never mix protocols: "
                                              "report each protocol in its own table)")
-    first = results[0].protocol
+    first = results[0].protocol.scoring_key()
     for r in results[1:]:
-        if r.protocol != first:
+        if r.protocol.scoring_key() != first:
             raise ConfigError("protocol", r.protocol.name,
                               f"the same definition in every result ({r.label} uses a changed "
-                              f"{r.protocol.name}: cap/min depth/resize differ)")
+                              f"{r.protocol.name}: cap/min depth/resize/GT size/median rule/"
+                              f"bins differ)")
     return names[0]
 
 
@@ -116,7 +120,8 @@ def _best(values: List[float], name: str) -> Optional[float]:
 
 def markdown_report(results: Sequence[EvalResult], title: str = "Depth evaluation") -> str:
     """Markdown: protocol line, main table (one row per model and scaling mode; best value
-    per scaling mode in bold), per-distance, per-region and per-domain tables, skips, timing.
+    per scaling mode in bold; the images scored and skipped beside the means), per-distance,
+    per-region and per-domain tables, skips, timing.
 
     Raises:
         ConfigError: results scored under different protocols.
@@ -125,9 +130,11 @@ def markdown_report(results: Sequence[EvalResult], title: str = "Depth evaluatio
     proto = results[0].protocol
     out: List[str] = [f"# {title}", "", f"**Protocol: `{proto.name}`** — {proto.details()}", ""]
     rows = _rows(results)
-    # main table
-    out.append("| Model | Scaling | Images | " + " | ".join(_head(k) for k in METRIC_NAMES) + " |")
-    out.append("|---|---|---:|" + "---:|" * len(METRIC_NAMES))
+    # main table: the skipped count sits beside the means because the peers' scripts would
+    # have printed NaN (or stopped) where dasp skipped
+    out.append("| Model | Scaling | Images | Skipped | "
+               + " | ".join(_head(k) for k in METRIC_NAMES) + " |")
+    out.append("|---|---|---:|---:|" + "---:|" * len(METRIC_NAMES))
     best: Dict[Tuple[str, str], Optional[float]] = {}
     for mode in {m for _, m, _ in rows}:
         for k in METRIC_NAMES:
@@ -139,9 +146,12 @@ def markdown_report(results: Sequence[EvalResult], title: str = "Depth evaluatio
             text = _fmt(m[k])
             b = best[(mode, k)]
             cells.append(f"**{text}**" if b is not None and m[k] == b else text)
-        out.append(f"| {label} | {_MODE_TEXT[mode]} | {int(m['n_images'])} | "
+        out.append(f"| {label} | {_MODE_TEXT[mode]} | {int(m['n_images'])} | {r.n_skipped} | "
                    + " | ".join(cells) + " |")
     out.append("")
+    if any(r.n_skipped for r in results):
+        out += ["Means are over the scored images only; skipped images and why are listed "
+                "under Runs.", ""]
     # per distance
     bin_labels = _ordered_keys([r.scores[m].per_bin for _, m, r in rows])
     if bin_labels:
@@ -176,11 +186,13 @@ def markdown_report(results: Sequence[EvalResult], title: str = "Depth evaluatio
             out.append(f"| {label} | {_MODE_TEXT[mode]} | "
                        + " | ".join(_pair(pd.get(d)) for d in domains) + " |")
         out.append("")
-    out += ["## Runs", "", "| Model | Backend | Data | Images | Skipped | Scale (median ratio) "
-            "mean ± std | Predict ms (median) |", "|---|---|---|---:|---:|---:|---:|"]
+    out += ["## Runs", "", "| Model | Backend | Data | GT scored at | Images | Skipped | "
+            "Scale (median ratio) mean ± std | Predict ms (median) |",
+            "|---|---|---|---|---:|---:|---:|---:|"]
     for r in results:
         s = r.scores[r.primary].scale
-        out.append(f"| {r.label} | {r.model.get('backend', '')} | {r.dataset} | {r.n_images} | "
+        out.append(f"| {r.label} | {r.model.get('backend', '')} | {r.dataset} | "
+                   f"{_gt_text(r)} | {r.n_images} | "
                    f"{r.n_skipped} | {_fmt(s.get('mean'))} ± {_fmt(s.get('std'))} | "
                    f"{_fmt(r.timing.get('predict_ms_median'), 1)} |")
     out.append("")
@@ -191,6 +203,15 @@ def markdown_report(results: Sequence[EvalResult], title: str = "Depth evaluatio
         for w in r.warnings:
             out.append(f"- {r.label}: warning: {w}")
     return "\n".join(out).rstrip() + "\n"
+
+
+def _gt_text(r: EvalResult) -> str:
+    """``"640x1152 (meta depth_full)"``: the GT resolutions and where the GT came from."""
+    sizes = ", ".join(f"{k}" if len(r.gt_sizes) == 1 else f"{k} ({v})"
+                      for k, v in r.gt_sizes.items()) or "?"
+    src = {"depth_full": "meta depth_full", "depth": "clip depth"}.get(r.gt_source,
+                                                                       r.gt_source)
+    return f"{sizes} ({src})" if src else sizes
 
 
 def _ordered_keys(dicts: Sequence[Dict[str, Dict[str, float]]]) -> List[str]:
