@@ -237,6 +237,8 @@ class DepthNode(Node):
         self._worker.start()
         for level, text in dds_environment_hints():
             (log.warning if level == "warn" else log.info)(text)
+        log.info(f"backend {self._estimator.backend}: "
+                 f"{getattr(self._estimator, 'selection', 'estimator given by the caller')}")
         log.info(f"depth_node ready: backend {self._estimator.backend}, model "
                  f"{info.name!r} {info.input_width}x{info.input_height}, scale_mode "
                  f"{cfg.scale_mode}, input {self._image_sub.topic_name} "
@@ -538,7 +540,10 @@ class DepthNode(Node):
         snap = self.stats.snapshot()
         cfg, info = self._cfg, self._estimator.info
         factor = self._scaler.current_factor()
-        static = {"backend": str(self._estimator.backend), "model": cfg.model or info.name,
+        est = self._estimator
+        static = {"backend": str(est.backend), "precision": str(getattr(est, "precision", "")),
+                  "backend_choice": str(getattr(est, "selection", "estimator given by the caller")),
+                  "model": cfg.model or info.name,
                   "model_name": info.name, "model_version": info.version,
                   "network_input": f"{info.input_width}x{info.input_height}",
                   "scale_mode": cfg.scale_mode,
