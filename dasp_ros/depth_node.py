@@ -513,12 +513,12 @@ class DepthNode(Node):
     def _cloud(self, depth32: np.ndarray, rays_full: np.ndarray, rgb: np.ndarray,
                out_size: Tuple[int, int], cfg: NodeConfig, header: Any) -> PointCloud2:
         d = cfg.points_decimation
-        xyz = pointcloud.depth_to_xyz(depth32[::d, ::d], rays_full[::d, ::d])
         colors = None
         if cfg.points_format == "xyzrgb":
             if rgb.shape[:2] != out_size:
                 rgb = cv2.resize(rgb, (out_size[1], out_size[0]), interpolation=cv2.INTER_AREA)
             colors = rgb[::d, ::d]
+        xyz = pointcloud.points_buffer(depth32[::d, ::d], rays_full[::d, ::d], colors is not None)
         cloud = pointcloud.build_cloud(xyz, colors, organized=cfg.points_organized)
         return pointcloud.cloud_to_msg(cloud, header)
 
