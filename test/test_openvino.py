@@ -22,7 +22,8 @@ from dasp_core.runtime.onnx_backend import OnnxEstimator  # noqa: E402
 from dasp_core.runtime.openvino_backend import (OpenVinoEstimator, int8_sibling,  # noqa: E402
                                                 native_bf16)
 
-from test_runtime import CAM, ROOT, frames, make_net  # noqa: E402,F401  (fixtures below)
+# the model fixtures of the runtime tests (a random DepthNet exported to ONNX at 64x192)
+from test_runtime import CAM, ROOT, frames  # noqa: E402
 from test_runtime import ckpt, info, onnx_path  # noqa: E402,F401
 
 BF16 = native_bf16()
@@ -208,3 +209,39 @@ print("ok", est.precision)
                          timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split()[0] == "ok"
+
+
+# --------------------------------------------------------------------------- benchmark parts
+
+def test_accuracy_pass_scores_every_variant_on_the_same_frames(onnx_path, ort):
+    from dasp_core.runtime.bench import accuracy_pass
+
+    ov32 = OpenVinoEstimator(onnx_path, "cpu", threads=1, precision="fp32")
+    rows = accuracy_pass([("onnxruntime", "fp32", ort), ("openvino", "fp32", ov32)], 1, 1)
+    assert [(r["backend"], r["precision"], r["n_images"]) for r in rows] == [
+        ("onnxruntime", "fp32", 1), ("openvino", "fp32", 1)]
+    assert rows[0]["absrel_median_scaled"] > 0 and rows[0]["absrel_median_scaled_vs_fp32"] == 0
+    # f32 OpenVINO is the same network: the same score, depth within float rounding
+    assert abs(rows[1]["absrel_median_scaled_vs_fp32"]) < 1e-3
+    assert rows[1]["depth_vs_fp32_p99"] < 1e-4
+
+
+def test_goals_of_issue_17():
+    from dasp_core.runtime.bench import _goals
+
+    rows = [{"backend": "torch", "precision": "fp32", "size": [192, 640], "threads": 2},
+            {"backend": "openvino", "precision": "bf16", "size": [192, 640], "threads": 2,
+             "vs_torch": 0.15, "e2e_vs_torch": 0.18}]
+    report = {"rows": rows, "idle_before": 0.2,
+              "default_config": {"backend": "openvino", "precision": "bf16",
+                                 "peak_rss_mb": 320.0, "torch_loaded": False},
+              "accuracy": {"rows": [{"backend": "openvino", "precision": "bf16",
+                                     "absrel_median_scaled_vs_fp32": 0.004},
+                                    {"backend": "onnxruntime", "precision": "int8",
+                                     "absrel_median_scaled_vs_fp32": -0.031}]}}
+    goals = {g["goal"].split(" (")[0].split(" AbsRel")[0]: g for g in _goals(report)}
+    assert goals["default configuration"]["met"] is True
+    assert goals["default configuration"]["measured"] == 0.18
+    assert goals["openvino bf16"]["met"] is True and goals["onnxruntime int8"]["met"] is False
+    rss = next(g for g in goals.values() if "RSS" in g["goal"])
+    assert rss["met"] is True and rss["measured"] == 320.0

@@ -697,13 +697,20 @@ def load_calibration_images(directory: str | os.PathLike, size: Tuple[int, int],
             log.warning("calibration: cannot read %s, skipped", f)
             continue
         batch.append(preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)[0])
+    return _calibration_batch(batch, f"calibration directory {str(root)!r}",
+                              f"{len(files)} images", skipped)
+
+
+def _calibration_batch(batch: List[np.ndarray], source: str, tried: str, skipped: int
+                       ) -> np.ndarray:
+    """Stack preprocessed calibration frames; DatasetError when none could be read, a warning
+    when too few to give good INT8 ranges."""
     if not batch:
-        raise DatasetError(f"calibration directory {str(root)!r}: none of {len(files)} images "
-                           "could be read")
+        raise DatasetError(f"{source}: none of {tried} could be read")
     if len(batch) < 32:
-        log.warning("calibration uses only %d images; 100-500 frames covering the deployment "
+        log.warning("calibration uses only %d frames; 100-500 frames covering the deployment "
                     "conditions (night, lamps, headlights) give better INT8 ranges", len(batch))
-    log.info("calibration: %d images from %s (%d skipped)", len(batch), root, skipped)
+    log.info("calibration: %d frames from %s (%d skipped)", len(batch), source, skipped)
     return np.stack(batch)
 
 
@@ -751,14 +758,8 @@ def load_calibration_bag(bag: str | os.PathLike, size: Tuple[int, int], max_imag
             log.warning("calibration: %s, skipped", e)
             continue
         batch.append(preprocess(rgb, size)[0])
-    if not batch:
-        raise DatasetError(f"bag {str(bag)!r}: none of the {len(keep)} frames of {topic} "
-                           "could be decoded")
-    if len(batch) < 32:
-        log.warning("calibration uses only %d frames; 100-500 frames covering the deployment "
-                    "conditions (night, lamps, headlights) give better INT8 ranges", len(batch))
-    log.info("calibration: %d frames from %s %s (%d skipped)", len(batch), bag, topic, skipped)
-    return np.stack(batch)
+    return _calibration_batch(batch, f"bag {str(bag)!r} topic {topic}",
+                              f"{len(keep)} frames", skipped)
 
 
 def calibration_digest(batch: np.ndarray) -> str:

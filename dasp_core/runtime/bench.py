@@ -316,7 +316,7 @@ def machine_info() -> Dict[str, Any]:
     from dasp_core.runtime.factory import _importable
 
     if _importable("tensorrt"):
-        from dasp_core.runtime.tensorrt_backend import CudaError, CudaRuntime
+        from dasp_core.runtime.cuda import CudaError, CudaRuntime
 
         try:
             cuda = CudaRuntime.get()
@@ -387,7 +387,7 @@ def _available(name: str) -> Optional[str]:
         return None if _importable(name) else f"{name} not installed"
     if not _importable("tensorrt"):
         return "tensorrt not installed"
-    from dasp_core.runtime.tensorrt_backend import cuda_device_count
+    from dasp_core.runtime.cuda import cuda_device_count
 
     return None if cuda_device_count() > 0 else "no CUDA device"
 

@@ -77,7 +77,7 @@ def probe_availability() -> Availability:
     trt = _importable("tensorrt")
     cuda = 0
     if trt:  # counting devices loads libcudart: only worth it when TensorRT could use them
-        from dasp_core.runtime.tensorrt_backend import cuda_device_count
+        from dasp_core.runtime.cuda import cuda_device_count
 
         cuda = cuda_device_count()
     return Availability(tensorrt=trt, cuda_devices=cuda, onnxruntime=_importable("onnxruntime"),
