@@ -276,7 +276,7 @@ DEFAULT_VARIANTS = ("torch:fp32", "onnxruntime:fp32", "onnxruntime:int8", "openv
 
 
 def prepare_models(model: Optional[str], size: Tuple[int, int], variants: List[str],
-                   out: Path) -> Dict[str, Optional[str]]:
+                   calib_frames: int = 32) -> Dict[str, Optional[str]]:
     """The files the variants run: the checkpoint (torch), its ONNX export at ``size`` and,
     for int8 variants, the Q/DQ graph beside it (calibrated like ``dasp bench``: synthetic night
     frames of training seeds)."""
@@ -285,23 +285,25 @@ def prepare_models(model: Optional[str], size: Tuple[int, int], variants: List[s
 
     ckpt = Path(model) if model and not model.endswith(".onnx") else (
         None if model else _default_model())
-    models = out / "models"
-    models.mkdir(parents=True, exist_ok=True)
     if model and model.endswith(".onnx"):
-        onnx_path = models / Path(model).name
-        onnx_path.write_bytes(Path(model).read_bytes())
-    else:
-        from dasp_core.export.onnx import export_checkpoint
+        from dasp_core.export import cache_dir
+        from dasp_core.export.onnx import file_sha256
 
-        onnx_path = models / f"{ckpt.stem}_{size[0]}x{size[1]}.onnx"
+        # a copy keyed by content, so the int8 graph beside it belongs to this model
+        onnx_path = cache_dir("bench_node") / f"{file_sha256(model)[:16]}_{Path(model).name}"
         if not onnx_path.is_file():
-            export_checkpoint(ckpt, onnx_path, [size])
+            onnx_path.write_bytes(Path(model).read_bytes())
+    else:
+        from dasp_core.runtime.factory import onnx_for_checkpoint
+
+        # keyed by the checkpoint's sha256: a retrained model is exported again
+        onnx_path = onnx_for_checkpoint(ckpt, size)
     if any(v.endswith(":int8") for v in variants) and not int8_sibling(onnx_path).is_file():
         from dasp_core.export.onnx import precision_variant
 
         notes: List[str] = []
         precision_variant(onnx_path, "int8", int8_sibling(onnx_path),
-                          calibration=_calibration(size, None, None, None, 32, notes))
+                          calibration=_calibration(size, None, None, None, calib_frames, notes))
     return {"checkpoint": str(ckpt) if ckpt else None, "onnx": str(onnx_path)}
 
 
@@ -325,9 +327,11 @@ def variant_main(args: argparse.Namespace) -> int:
     """Child: one variant's whole node at ``--rate`` for ``--variant-duration`` s."""
     files = json.loads(args.files)
     est = variant_estimator(args.variant, files, args.threads, tuple(args.size_hw))
-    out = Path(args.result).parent
-    res = run_node(args.variant.replace(":", "_"), est, args.rate, args.variant_duration, 50.0,
-                   args.domain, out)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench_node_") as tmp:  # the camera's raw samples
+        res = run_node(args.variant.replace(":", "_"), est, args.rate, args.variant_duration,
+                       50.0, args.domain, Path(tmp))
     Path(args.result).write_text(json.dumps(res, default=float))
     return 0
 
@@ -350,7 +354,7 @@ def summarise_variant(variant: str, res: Dict[str, Any], duration: float) -> Dic
 def run_variants(args: argparse.Namespace, out: Path) -> List[Dict[str, Any]]:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     size = tuple(int(v) for v in args.size.lower().split("x"))
-    files = prepare_models(args.model, size, variants, out)
+    files = prepare_models(args.model, size, variants, args.calib_frames)
     rows = []
     for v in variants:
         if v.startswith("torch:") and not files["checkpoint"]:
@@ -557,6 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "default: the shipped checkpoint")
     p.add_argument("--size", default="192x640", help="network input size of the variants")
     p.add_argument("--threads", type=int, default=2, help="inference threads of the variants")
+    p.add_argument("--calib-frames", type=int, default=32,
+                   help="synthetic night frames (training seeds) calibrating the int8 graph")
     # internal: the camera child process
     p.add_argument("--role", choices=("node", "camera", "variant"), default="node",
                    help=argparse.SUPPRESS)

@@ -232,7 +232,7 @@ def test_goals_of_issue_17():
     rows = [{"backend": "torch", "precision": "fp32", "size": [192, 640], "threads": 2},
             {"backend": "openvino", "precision": "bf16", "size": [192, 640], "threads": 2,
              "vs_torch": 0.15, "e2e_vs_torch": 0.18}]
-    report = {"rows": rows, "idle_before": 0.2,
+    report = {"rows": rows, "idle_before": 0.95,
               "default_config": {"backend": "openvino", "precision": "bf16",
                                  "peak_rss_mb": 320.0, "torch_loaded": False},
               "accuracy": {"rows": [{"backend": "openvino", "precision": "bf16",
@@ -245,3 +245,7 @@ def test_goals_of_issue_17():
     assert goals["openvino bf16"]["met"] is True and goals["onnxruntime int8"]["met"] is False
     rss = next(g for g in goals.values() if "RSS" in g["goal"])
     assert rss["met"] is True and rss["measured"] == 320.0
+    # on a busy machine a latency ratio is measured but not judged (torch suffers most)
+    busy = _goals(dict(report, idle_before=0.2))
+    default = next(g for g in busy if g["goal"].startswith("default configuration ("))
+    assert default["met"] is None and "busy machine" in default["why_not"]
