@@ -29,14 +29,12 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from dasp_core.errors import ConfigError, ModelFileError, check_choice, check_range
-from dasp_core.runtime.base import ModelInfo
+from dasp_core.runtime.base import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo,
+                                    check_input_size, graph_model_info)
 from dasp_core.runtime.preprocess import ImagePipelineMixin
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "disparity"
-METADATA_KEY = "dasp_model_info"
 EXPECTED = "an ONNX model written by `dasp export --onnx` (or its OpenVINO IR .xml)"
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 #: precision → OpenVINO ``INFERENCE_PRECISION_HINT`` (int8 lives in the Q/DQ graph itself)
@@ -97,34 +95,18 @@ def _rt(model: Any, *keys: str) -> Optional[str]:
 
 def model_info_of(model: Any, path: str) -> Tuple[ModelInfo, str]:
     """``(ModelInfo, stored precision)`` of a read OpenVINO model, checked against its I/O."""
-    text = _rt(model, METADATA_KEY)
-    if text is None:
-        raise ModelFileError(path, f"has no {METADATA_KEY!r} metadata", EXPECTED)
-    try:
-        info = ModelInfo.from_json(text)
-    except (ValueError, TypeError) as e:
-        raise ModelFileError(path, f"{METADATA_KEY!r} metadata is not ModelInfo JSON ({e})",
-                             EXPECTED) from None
-    inputs = [sorted(i.get_names()) for i in model.inputs]
-    outputs = [n for o in model.outputs for n in o.get_names()]
-    if len(inputs) != 1 or INPUT_NAME not in inputs[0] or OUTPUT_NAME not in outputs:
-        raise ModelFileError(path, f"has inputs {inputs} and outputs {outputs}",
-                             f"one input {INPUT_NAME!r} and an output {OUTPUT_NAME!r}")
-    pshape = model.inputs[0].get_partial_shape()
-    if pshape.is_dynamic or len(pshape) != 4:
-        raise ModelFileError(path, f"input {INPUT_NAME!r} has shape {pshape}",
-                             "a static float32 [1, 3, H, W] input")
     import openvino as ov
 
-    shape = [int(d) for d in pshape.to_shape()]
-    etype = model.inputs[0].get_element_type()
-    if shape[:2] != [1, 3] or etype != ov.Type.f32:
-        raise ModelFileError(path, f"input {INPUT_NAME!r} is {etype} {shape}",
-                             "a static float32 [1, 3, H, W] input")
-    if (shape[2], shape[3]) != (info.input_height, info.input_width):
-        raise ModelFileError(path, f"graph input is {shape[2]}x{shape[3]} but its metadata says "
-                                   f"{info.input_height}x{info.input_width}",
-                             "consistent metadata (re-export the model)")
+    pshape = model.inputs[0].get_partial_shape() if model.inputs else None
+    shape = ([] if pshape is None or pshape.is_dynamic else
+             [int(d) for d in pshape.to_shape()])
+    etype = model.inputs[0].get_element_type() if model.inputs else "nothing"
+    # an OpenVINO tensor may carry several names: the graph's input is the one named `image`
+    names = [INPUT_NAME if INPUT_NAME in i.get_names() else min(i.get_names(), default="")
+             for i in model.inputs]
+    info = graph_model_info(path, _rt(model, METADATA_KEY), names,
+                            [n for o in model.outputs for n in o.get_names()], shape,
+                            etype == ov.Type.f32, str(etype), EXPECTED)
     stored = _rt(model, "precision") or "fp32"
     if stored == "fp32" and any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()):
         stored = "int8"
@@ -204,12 +186,7 @@ class OpenVinoEstimator(ImagePipelineMixin):
         if stored == "int8" and precision != "int8":
             raise ConfigError("precision", precision, f"int8 for the Q/DQ int8 graph {self.path} "
                                                       "(or give the fp32 model)")
-        if input_size is not None and tuple(input_size) != self.input_size:
-            h, w = self.input_size
-            raise ModelFileError(self.path, f"has input size {h}x{w}",
-                                 f"{input_size[0]}x{input_size[1]} as requested (export that "
-                                 f"size with `dasp export --onnx --size "
-                                 f"{input_size[0]}x{input_size[1]}`)")
+        check_input_size(self.path, self.info, input_size)
         config: Dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[precision],
                                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
         if threads is not None and self.device == "CPU":
