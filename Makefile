@@ -29,8 +29,11 @@ test: setup
 demo-model: setup
 	$(BIN)/python scripts/train_demo_model.py
 
+## Backends x precisions side by side (latency, RSS, AbsRel), then the node over DDS per backend;
+## reports in docs/bench/ (rerun after retraining the shipped model: it benchmarks that model)
 bench: setup
 	$(BIN)/dasp bench --size 192x640 --threads 2 --out docs/bench/runtime_cpu
+	$(BIN)/python scripts/bench_node.py --out docs/bench/node
 
 clean:
 	rm -rf outputs build *.egg-info .pytest_cache

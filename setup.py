@@ -13,7 +13,7 @@ from setuptools import find_packages, setup
 PACKAGE = "dasp_ros"
 
 RUNTIME = ["numpy>=1.24,<3", "opencv-python-headless==4.12.0.88", "pyyaml>=6", "tqdm>=4.60",
-           "onnxruntime==1.23.2", "rosbags==0.11.9", "matplotlib>=3.7", "pillow>=9"]
+           "onnxruntime==1.23.2", "openvino==2026.4.1", "rosbags==0.11.9", "matplotlib>=3.7", "pillow>=9"]
 TRAIN = ["torch==2.14.1", "torchvision==0.29.1", "onnx==1.19.1", "onnxscript==0.7.2",
          "tensorboard>=2.14"]
 ROS = ["ros-rclpy[fastrtps]==9.1.2", "ros-sensor-msgs", "ros-std-msgs", "ros-geometry-msgs",

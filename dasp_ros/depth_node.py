@@ -237,6 +237,8 @@ class DepthNode(Node):
         self._worker.start()
         for level, text in dds_environment_hints():
             (log.warning if level == "warn" else log.info)(text)
+        log.info(f"backend {self._estimator.backend}: "
+                 f"{getattr(self._estimator, 'selection', 'estimator given by the caller')}")
         log.info(f"depth_node ready: backend {self._estimator.backend}, model "
                  f"{info.name!r} {info.input_width}x{info.input_height}, scale_mode "
                  f"{cfg.scale_mode}, input {self._image_sub.topic_name} "
@@ -511,12 +513,12 @@ class DepthNode(Node):
     def _cloud(self, depth32: np.ndarray, rays_full: np.ndarray, rgb: np.ndarray,
                out_size: Tuple[int, int], cfg: NodeConfig, header: Any) -> PointCloud2:
         d = cfg.points_decimation
-        xyz = pointcloud.depth_to_xyz(depth32[::d, ::d], rays_full[::d, ::d])
         colors = None
         if cfg.points_format == "xyzrgb":
             if rgb.shape[:2] != out_size:
                 rgb = cv2.resize(rgb, (out_size[1], out_size[0]), interpolation=cv2.INTER_AREA)
             colors = rgb[::d, ::d]
+        xyz = pointcloud.points_buffer(depth32[::d, ::d], rays_full[::d, ::d], colors is not None)
         cloud = pointcloud.build_cloud(xyz, colors, organized=cfg.points_organized)
         return pointcloud.cloud_to_msg(cloud, header)
 
@@ -538,7 +540,10 @@ class DepthNode(Node):
         snap = self.stats.snapshot()
         cfg, info = self._cfg, self._estimator.info
         factor = self._scaler.current_factor()
-        static = {"backend": str(self._estimator.backend), "model": cfg.model or info.name,
+        est = self._estimator
+        static = {"backend": str(est.backend), "precision": str(getattr(est, "precision", "")),
+                  "backend_choice": str(getattr(est, "selection", "estimator given by the caller")),
+                  "model": cfg.model or info.name,
                   "model_name": info.name, "model_version": info.version,
                   "network_input": f"{info.input_width}x{info.input_height}",
                   "scale_mode": cfg.scale_mode,

@@ -64,8 +64,9 @@ ARGUMENTS: Tuple[LaunchArgument, ...] = (
     LaunchArgument("model", "", "depth model (.onnx/.pt/.engine); empty = value in params_file "
                    "(default: the shipped model)"),
     LaunchArgument("backend", "", "inference backend; empty = value in params_file",
-                   ("", "auto", "onnxruntime", "tensorrt", "torch")),
-    LaunchArgument("device", "", "auto | cpu | cuda | cuda:N; empty = value in params_file"),
+                   ("", "auto", "onnxruntime", "openvino", "tensorrt", "torch")),
+    LaunchArgument("device", "", "auto | cpu | cuda | cuda:N | gpu | gpu:N; empty = value in "
+                   "params_file"),
     LaunchArgument("camera_namespace", "/camera", "namespace of the camera; the node runs "
                    "there and its outputs appear there"),
     LaunchArgument("image_topic", "", "input image topic; empty = <camera_namespace>/image_raw"),

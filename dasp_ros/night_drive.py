@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="outputs/night_drive", help="output folder")
     p.add_argument("--model", default="", help="model file (default: the shipped model)")
-    p.add_argument("--backend", default="auto", help="auto | onnxruntime | torch | tensorrt")
+    p.add_argument("--backend", default="auto",
+                   help="auto | openvino | onnxruntime | torch | tensorrt")
     p.add_argument("--threads", type=int, default=0, help="backend CPU threads (0 = default)")
     p.add_argument("--frames", type=int, default=120, help="frames in the drive")
     p.add_argument("--height", type=int, default=240)

@@ -29,7 +29,7 @@ __all__ = ["ParamSpec", "PARAMETERS", "PARAMS_BY_NAME", "NodeConfig", "validate_
            "defaults", "config_from_values", "declare_parameters", "markdown_table"]
 
 _TYPE_NAMES = {bool: "bool", int: "int", float: "double", str: "string"}
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|gpu(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -129,15 +129,19 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     # --- model and backend
     P("model", str, "", "Depth model file (.onnx, .pt checkpoint or .engine); empty = the "
       "shipped model (dasp_core.assets.default_model_path())."),
-    P("backend", str, "auto", "Inference backend; auto picks tensorrt (.engine), else "
-      "onnxruntime (.onnx), else torch (.pt).",
-      choices=("auto", "onnxruntime", "tensorrt", "torch")),
-    P("device", str, "auto", "Where the model runs: auto (GPU if the backend has one), cpu, "
-      "cuda or cuda:N.", check=lambda v: bool(_DEVICE_RE.match(v)),
-      check_text="'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    P("backend", str, "auto", "Inference backend; auto picks tensorrt for an .engine (or a "
+      "CUDA GPU), else the faster of openvino and onnxruntime on this CPU (timed at start), "
+      "else torch (.pt); the choice and why are logged and in diagnostics.",
+      choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch")),
+    P("device", str, "auto", "Where the model runs: auto (CUDA GPU if the backend has one, "
+      "else CPU), cpu, cuda, cuda:N, or gpu / gpu:N (Intel GPU, openvino).",
+      check=lambda v: bool(_DEVICE_RE.match(v)),
+      check_text="'auto', 'cpu', 'cuda', 'cuda:N', 'gpu' or 'gpu:N'"),
     P("threads", int, 0, "CPU threads of the backend (0 = backend default).", lo=0, hi=256),
-    P("precision", str, "fp32", "Inference precision (fp16/int8: TensorRT and CUDA backends).",
-      choices=("fp32", "fp16", "int8")),
+    P("precision", str, "auto", "Inference precision; auto = bf16 on openvino with a bf16 CPU "
+      "(AMX/AVX512-BF16), else fp32; int8 runs the model's Q/DQ graph (dasp export "
+      "--precision int8); others are honoured exactly or refused at start.",
+      choices=("auto", "fp32", "fp16", "bf16", "int8")),
     P("warmup", bool, True, "Run one inference at start, so a broken model fails at start "
       "and the first frame is not slow."),
     # --- input

@@ -1,21 +1,29 @@
 #!/usr/bin/env python3
-"""Benchmark of depth_node itself (everything but the network), over real DDS.
+"""Benchmark of depth_node over real DDS: the node's own work, and the whole node per backend.
 
-Two runs, each with a separate "camera" process that publishes 640x480 rgb8 images plus
-CameraInfo and subscribes to every output (so every output is computed), both processes with
+Every run has a separate "camera" process that publishes 640x480 rgb8 images plus CameraInfo
+and subscribes to every output (so every output is computed), both processes with
 ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``:
 
 1. **Overhead**: a zero-cost estimator (the real preprocess/postprocess of
    ``dasp_core.runtime``, the network replaced by a constant disparity) — what the node adds
    per frame: decode, preprocess + postprocess, scale, depth/depth_mm/colour/point cloud,
    publish. Also a stage-by-stage micro-benchmark of the same functions without ROS.
+   Beside the wall time of each frame, the worker thread's CPU time per frame: the work
+   itself, which other processes on a shared machine barely change.
 2. **Latest-frame under overload**: 30 Hz input, a slow model (default 100 ms). The node's RSS
    must stay flat (no backlog anywhere) and the age of published depth (receive time − image
    stamp, same host clock) must stay bounded (about one model run plus one frame period).
+3. **Whole node per backend** (``--variants``): the real network — eager torch, onnxruntime
+   fp32/int8, OpenVINO fp32/bf16/int8 and the node's default (``backend=auto,
+   precision=auto``) — at ``--size`` (192x640) with ``--threads``, a 30 Hz camera, every
+   output subscribed: published depth rate, model and overhead time, node RSS. Each variant's
+   node runs in a process of its own (its RSS holds only that runtime), one after the other.
 
-Writes ``bench_node.md`` (a Markdown section for docs) and PNG figures into ``--out``.
+Writes ``bench_node.md`` (a Markdown section for docs), ``bench_node.json`` and PNG figures
+into ``--out``.
 
-    .venv/bin/python scripts/bench_node.py --out docs/bench_node      # full (quiet machine)
+    .venv/bin/python scripts/bench_node.py --out docs/bench/node      # full
     .venv/bin/python scripts/bench_node.py --quick --out /tmp/bn      # smoke test
 """
 
@@ -178,6 +186,15 @@ def run_node(name: str, estimator: Any, rate: float, duration: float, model_ms: 
     overrides = {"publish_depth_mm": True, "points_decimation": 2, "diagnostics_period": 1.0}
     node = DepthNode(estimator, context=ctx, namespace=ns,
                      parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    cpu_ms: List[float] = []
+    process = node._process
+
+    def timed(frame: Any) -> None:  # the worker thread's CPU time for one frame
+        c0 = time.thread_time()
+        process(frame)
+        cpu_ms.append((time.thread_time() - c0) * 1e3)
+
+    node._process = timed
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
     spinner = Spinner(ex)
@@ -199,11 +216,14 @@ def run_node(name: str, estimator: Any, rate: float, duration: float, model_ms: 
     stats = node.stats
     lat = {k: stats.latencies_raw_ms(k).tolist() for k in
            ("decode", "model", "outputs", "overhead", "total", "age")}
+    lat["worker_cpu"] = cpu_ms
     counters = stats.snapshot().counters
     spinner.stop()
     node.destroy_node()
     rclpy.shutdown(context=ctx)
-    return {"latencies_ms": lat, "counters": counters, "rss": rss, "camera": cam}
+    return {"latencies_ms": lat, "counters": counters, "rss": rss, "camera": cam,
+            "backend": str(estimator.backend), "precision": str(getattr(estimator, "precision", "")),
+            "selection": str(getattr(estimator, "selection", ""))}
 
 
 # ----------------------------------------------------------------------------- micro-benchmark
@@ -249,6 +269,114 @@ def micro_benchmark(repeats: int) -> Dict[str, List[float]]:
     return times
 
 
+# ----------------------------------------------------------------------------- whole node
+
+DEFAULT_VARIANTS = ("torch:fp32", "onnxruntime:fp32", "onnxruntime:int8", "openvino:fp32",
+                    "openvino:bf16", "openvino:int8", "auto:auto")
+
+
+def prepare_models(model: Optional[str], size: Tuple[int, int], variants: List[str],
+                   calib_frames: int = 32) -> Dict[str, Optional[str]]:
+    """The files the variants run: the checkpoint (torch), its ONNX export at ``size`` and,
+    for int8 variants, the Q/DQ graph beside it (calibrated like ``dasp bench``: synthetic night
+    frames of training seeds)."""
+    from dasp_core.runtime.bench import _calibration, _default_model
+    from dasp_core.runtime.openvino_backend import int8_sibling
+
+    ckpt = Path(model) if model and not model.endswith(".onnx") else (
+        None if model else _default_model())
+    if model and model.endswith(".onnx"):
+        from dasp_core.export import cache_dir
+        from dasp_core.export.onnx import file_sha256
+
+        # a copy keyed by content, so the int8 graph beside it belongs to this model
+        onnx_path = cache_dir("bench_node") / f"{file_sha256(model)[:16]}_{Path(model).name}"
+        if not onnx_path.is_file():
+            onnx_path.write_bytes(Path(model).read_bytes())
+    else:
+        from dasp_core.runtime.factory import onnx_for_checkpoint
+
+        # keyed by the checkpoint's sha256: a retrained model is exported again
+        onnx_path = onnx_for_checkpoint(ckpt, size)
+    if any(v.endswith(":int8") for v in variants) and not int8_sibling(onnx_path).is_file():
+        from dasp_core.export.onnx import precision_variant
+
+        notes: List[str] = []
+        precision_variant(onnx_path, "int8", int8_sibling(onnx_path),
+                          calibration=_calibration(size, None, None, None, calib_frames, notes))
+    return {"checkpoint": str(ckpt) if ckpt else None, "onnx": str(onnx_path)}
+
+
+def variant_estimator(variant: str, files: Dict[str, Optional[str]], threads: int,
+                      size: Tuple[int, int]) -> Any:
+    """``backend:precision`` → a loaded estimator, as the node would load it."""
+    backend, precision = variant.split(":")
+    if backend == "torch":
+        from dasp_core.runtime.torch_backend import TorchEstimator
+
+        if not files["checkpoint"]:
+            raise RuntimeError("torch needs a .pt checkpoint")
+        return TorchEstimator(files["checkpoint"], "cpu", precision, threads, size)
+    from dasp_core.runtime.factory import create_estimator
+
+    return create_estimator(files["onnx"], backend=backend, device="cpu", threads=threads,
+                            precision=precision)
+
+
+def variant_main(args: argparse.Namespace) -> int:
+    """Child: one variant's whole node at ``--rate`` for ``--variant-duration`` s."""
+    files = json.loads(args.files)
+    est = variant_estimator(args.variant, files, args.threads, tuple(args.size_hw))
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench_node_") as tmp:  # the camera's raw samples
+        res = run_node(args.variant.replace(":", "_"), est, args.rate, args.variant_duration,
+                       50.0, args.domain, Path(tmp))
+    Path(args.result).write_text(json.dumps(res, default=float))
+    return 0
+
+
+def summarise_variant(variant: str, res: Dict[str, Any], duration: float) -> Dict[str, Any]:
+    lat, c = res["latencies_ms"], res["counters"]
+    arr = np.array(res["camera"]["arrivals"]["depth"])
+    rate = (len(arr) - 1) / (arr[-1, 0] - arr[0, 0]) if len(arr) > 1 else 0.0
+    rss = [v for _, v in res["rss"]]
+    return {"variant": variant, "runs": f"{res['backend']} {res['precision']}",
+            "selection": res.get("selection", ""), "output_hz": rate,
+            "published": len(arr), "camera_frames": res["camera"]["published"],
+            "processed": c.get("frames_processed", 0), "dropped": c.get("frames_dropped", 0),
+            "model_p50": pct(lat["model"], 50), "model_p99": pct(lat["model"], 99),
+            "overhead_p50": pct(lat["overhead"], 50), "overhead_p99": pct(lat["overhead"], 99),
+            "total_p50": pct(lat["total"], 50), "rss_max_mib": max(rss) if rss else float("nan"),
+            "duration_s": duration}
+
+
+def run_variants(args: argparse.Namespace, out: Path) -> List[Dict[str, Any]]:
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    files = prepare_models(args.model, size, variants, args.calib_frames)
+    rows = []
+    for v in variants:
+        if v.startswith("torch:") and not files["checkpoint"]:
+            log.warning("skipping %s: needs a .pt checkpoint", v)
+            continue
+        result = out / f"variant_{v.replace(':', '_')}.json"
+        cmd = [sys.executable, __file__, "--role", "variant", "--variant", v,
+               "--files", json.dumps(files), "--threads", str(args.threads),
+               "--size", args.size, "--rate", str(args.rate),
+               "--variant-duration", str(args.variant_duration), "--domain", str(args.domain),
+               "--result", str(result)]
+        log.info("whole node: %s, %g Hz for %g s", v, args.rate, args.variant_duration)
+        proc = subprocess.run(cmd, env=dict(os.environ, FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA"))
+        if proc.returncode != 0 or not result.is_file():
+            log.warning("variant %s failed (exit %s)", v, proc.returncode)
+            rows.append({"variant": v, "failed": f"exit {proc.returncode}"})
+            continue
+        rows.append(summarise_variant(v, json.loads(result.read_text()), args.variant_duration))
+        result.unlink()  # the raw samples are large; the summary goes into bench_node.json
+    return rows
+
+
 # ----------------------------------------------------------------------------- report
 
 def pct(values: List[float], q: float) -> float:
@@ -256,7 +384,9 @@ def pct(values: List[float], q: float) -> float:
 
 
 def write_report(out: Path, micro: Dict[str, List[float]], over: Dict[str, Any],
-                 slow: Dict[str, Any], args: argparse.Namespace) -> Path:
+                 slow: Dict[str, Any], args: argparse.Namespace,
+                 variants: Optional[List[Dict[str, Any]]] = None,
+                 machine: Optional[Dict[str, Any]] = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -315,14 +445,17 @@ def write_report(out: Path, micro: Dict[str, List[float]], over: Dict[str, Any],
     q = len(rss_vals) // 4  # skip the first quarter: start-up allocations, DDS buffers
     rss_growth = (np.mean(rss_vals[3 * q:]) - np.mean(rss_vals[q:2 * q])) if q else float("nan")
     c_over, c_slow = over["counters"], slow["counters"]
+    m = machine or {}
     lines = [
-        "## depth_node overhead and latest-frame behaviour",
+        "## depth_node overhead, latest-frame behaviour and the whole node per backend",
         "",
-        f"`scripts/bench_node.py{' --quick' if args.quick else ''}`: {WIDTH}x{HEIGHT} rgb8 "
+        f"`{args.command}`: {WIDTH}x{HEIGHT} rgb8 "
         "input from a separate process over Fast DDS (`FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA` "
         "in both), every output subscribed (depth, depth_mm, depth/color, depth/camera_info, "
         "points xyzrgb with decimation 2), camera-resolution output. "
-        f"Machine: {os.cpu_count()} CPU cores.",
+        f"Machine: {m.get('cpu', '?')}, {os.cpu_count()} CPU cores, {m.get('memory_gb', '?')} "
+        f"GB; {args.started}; load average (1/5/15 min) before {args.load_before}, after "
+        f"{getattr(args, 'load_after', '?')}.",
         "",
         "### Per-frame work of the node, model excluded",
         "",
@@ -335,7 +468,8 @@ def write_report(out: Path, micro: Dict[str, List[float]], over: Dict[str, Any],
         row("decode", lat["decode"]),
         row("preprocess + postprocess (network = 0)", lat["model"]),
         row("outputs (scale, depth, depth_mm, colour, cloud, publish)", lat["outputs"]),
-        row("**total per frame**", lat["total"]),
+        row("**total per frame** (wall)", lat["total"]),
+        row("**worker CPU time per frame** (the work itself)", lat.get("worker_cpu", [])),
         row("receive → outputs published (incl. wait in slot)", lat["age"]),
         "",
         f"Stages without ROS transport ({len(next(iter(micro.values())))} repeats):",
@@ -367,10 +501,40 @@ def write_report(out: Path, micro: Dict[str, List[float]], over: Dict[str, Any],
         f"![overload]({f2.name})",
         "",
     ]
+    if variants:
+        lines += [
+            "### The whole node per backend",
+            "",
+            f"{args.rate:g} Hz camera for {args.variant_duration:g} s per variant, network "
+            f"{args.size}, {args.threads} threads, every output subscribed; each node in a "
+            "process of its own, one after the other. Output rate = published depth messages "
+            "per second at the camera; model = `predict()` (resize, network, depth, resize "
+            "back); overhead = everything else in the node per frame (decode, scale, every "
+            "output, publishing).",
+            "",
+            "| variant | runs | output Hz | processed / dropped | model p50 / p99 ms | "
+            "overhead p50 / p99 ms | node RSS max MiB |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for v in variants:
+            if "failed" in v:
+                lines.append(f"| {v['variant']} | failed ({v['failed']}) | | | | | |")
+                continue
+            lines.append(f"| {v['variant']} | {v['runs']} | {v['output_hz']:.1f} | "
+                         f"{v['processed']} / {v['dropped']} | {v['model_p50']:.1f} / "
+                         f"{v['model_p99']:.1f} | {v['overhead_p50']:.1f} / "
+                         f"{v['overhead_p99']:.1f} | {v['rss_max_mib']:.0f} |")
+        auto = next((v for v in variants if v["variant"] == "auto:auto" and "failed" not in v),
+                    None)
+        if auto:
+            lines += ["", f"Default (`backend: auto`, `precision: auto`): {auto['selection']}."]
+        lines.append("")
     md = out / "bench_node.md"
     md.write_text("\n".join(lines))
     (out / "bench_node.json").write_text(json.dumps({
-        "micro_ms": micro, "overhead": over, "overload": slow}, default=float))
+        "command": args.command, "machine": machine, "load_before": args.load_before,
+        "load_after": getattr(args, "load_after", None), "micro_ms": micro, "overhead": over,
+        "overload": slow, "variants": variants or []}, default=float))
     return md
 
 
@@ -388,8 +552,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overhead-duration", type=float, default=30.0, help="overhead run [s]")
     p.add_argument("--repeats", type=int, default=200, help="micro-benchmark repeats")
     p.add_argument("--domain", type=int, default=100 + os.getpid() % 50, help="ROS_DOMAIN_ID")
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                   help="whole-node runs, comma list of backend:precision (auto:auto = the "
+                        "node's default); empty = none")
+    p.add_argument("--variant-duration", type=float, default=20.0,
+                   help="seconds of 30 Hz input per variant")
+    p.add_argument("--model", help="model for the variants (.pt, or .onnx: no torch variant); "
+                                   "default: the shipped checkpoint")
+    p.add_argument("--size", default="192x640", help="network input size of the variants")
+    p.add_argument("--threads", type=int, default=2, help="inference threads of the variants")
+    p.add_argument("--calib-frames", type=int, default=32,
+                   help="synthetic night frames (training seeds) calibrating the int8 graph")
     # internal: the camera child process
-    p.add_argument("--role", choices=("node", "camera"), default="node", help=argparse.SUPPRESS)
+    p.add_argument("--role", choices=("node", "camera", "variant"), default="node",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--variant", default="", help=argparse.SUPPRESS)
+    p.add_argument("--files", default="{}", help=argparse.SUPPRESS)
     p.add_argument("--ns", default="", help=argparse.SUPPRESS)
     p.add_argument("--result", default="", help=argparse.SUPPRESS)
     return p
@@ -399,9 +577,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.role == "camera":
         return camera_main(args)
+    args.size_hw = [int(v) for v in args.size.lower().split("x")]
+    if args.role == "variant":
+        logging.basicConfig(level=logging.WARNING)
+        return variant_main(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.quick:
         args.duration, args.overhead_duration, args.repeats = 4.0, 3.0, 10
+        args.variant_duration = min(args.variant_duration, 4.0)
+    args.command = "scripts/bench_node.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    args.load_before = [round(v, 2) for v in os.getloadavg()]
     # rmw_fastrtps reads this when the first node of a context creates its participant;
     # the camera process gets the same value (mismatched participants do not communicate)
     os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
@@ -417,7 +603,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     log.info("overload run: %g Hz, %g ms model, %g s", args.rate, args.model_ms, args.duration)
     slow = run_node("overload", ZeroCostEstimator(args.model_ms / 1000.0), args.rate,
                     args.duration, args.model_ms, args.domain, out)
-    md = write_report(out, micro, over, slow, args)
+    variants = run_variants(args, out) if args.variants.strip() else []
+    args.load_after = [round(v, 2) for v in os.getloadavg()]
+    from dasp_core.runtime.bench import machine_info
+
+    md = write_report(out, micro, over, slow, args, variants, machine_info())
     print(md.read_text())
     return 0
 

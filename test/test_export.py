@@ -395,6 +395,33 @@ def test_load_calibration_images(calib_dir):
     assert len(eo.load_calibration_images(calib_dir, (H, W))) == 12  # broken.png skipped
 
 
+def test_load_calibration_bag(tmp_path):
+    from dasp_core import bagio
+
+    bag = tmp_path / "drive"
+    frames = textured_frames(10, 2 * H, 2 * W, seed=3)
+    with bagio.BagWriter(bag) as w:
+        for i, f in enumerate(frames):
+            t = (i + 1) * 100_000_000
+            w.write("/cam/image_raw", bagio.numpy_to_image(f, "rgb8", t, "cam"), t)
+            w.write("/cam/compressed", bagio.rgb_to_compressed(f, "png", stamp_ns=t), t)
+            w.write("/cam/depth", bagio.numpy_to_image(np.ones(f.shape[:2], np.float32),
+                                                       "32FC1", t, "cam"), t)
+    with pytest.raises(DatasetError, match="3 image topics.*--calib-topic"):
+        eo.load_calibration_bag(bag, (H, W))
+    with pytest.raises(DatasetError, match="no image topic '/nope'"):
+        eo.load_calibration_bag(bag, (H, W), topic="/nope")
+    raw = eo.load_calibration_bag(bag, (H, W), max_images=4, topic="/cam/image_raw")
+    assert raw.shape == (4, 3, H, W) and raw.dtype == np.float32
+    # evenly strided over the recording: first and last frame included
+    from dasp_core.runtime.preprocess import preprocess
+
+    np.testing.assert_array_equal(raw[0], preprocess(frames[0], (H, W))[0])
+    np.testing.assert_array_equal(raw[-1], preprocess(frames[-1], (H, W))[0])
+    png = eo.load_calibration_bag(bag, (H, W), max_images=4, topic="/cam/compressed")
+    np.testing.assert_array_equal(png, raw)  # lossless png: the same frames
+
+
 def test_calibration_dir_errors(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         eo.load_calibration_images(tmp_path / "nope", (H, W))

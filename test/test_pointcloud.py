@@ -40,6 +40,40 @@ def test_pack_rgb_known_bits_and_roundtrip():
     np.testing.assert_array_equal(pc.unpack_rgb(pc.pack_rgb(rgb)), rgb)
 
 
+def test_pack_rgb_image_path_matches_the_bit_arithmetic():
+    # [h, w, 3] images take the one-pass OpenCV route (strided views included)
+    img = np.random.default_rng(3).integers(0, 256, (10, 14, 3), dtype=np.uint8)
+    view = img[::2, ::2]
+    expect = ((view[..., 0].astype(np.uint32) << 16) | (view[..., 1].astype(np.uint32) << 8)
+              | view[..., 2].astype(np.uint32))
+    got = pc.pack_rgb(view)
+    assert got.shape == (5, 7) and got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), expect)
+    assert np.isfinite(pc.pack_rgb(np.full((2, 2, 3), 255, np.uint8))).all()
+
+
+@pytest.mark.parametrize("organized", [True, False])
+def test_points_buffer_gives_the_same_cloud_bytes(organized):
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(1, 20, (6, 8)).astype(np.float32)
+    depth[0, 0], depth[1, 2], depth[2, 3] = np.nan, np.inf, -np.inf
+    rays = rng.uniform(-1, 1, (6, 8, 2)).astype(np.float32)
+    rgb = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    plain = pc.build_cloud(pc.depth_to_xyz(depth, rays), rgb, organized)
+    fast = pc.build_cloud(pc.points_buffer(depth, rays, True), rgb, organized)
+    assert plain.width == fast.width and plain.is_dense == fast.is_dense
+    np.testing.assert_array_equal(plain.data, fast.data)
+    pts = pc.read_points(pc.cloud_to_msg(fast))
+    if organized:  # invalid depth (NaN, ±Inf) → NaN point, colour kept
+        assert np.isnan(pts["z"][0, 0]) and np.isnan(pts["x"][1, 2]) and np.isnan(pts["y"][2, 3])
+        np.testing.assert_allclose(pts["x"][3, 4], rays[3, 4, 0] * depth[3, 4], rtol=1e-6)
+        np.testing.assert_array_equal(pc.unpack_rgb(pts["rgb"][3, 4]), rgb[3, 4])
+    else:
+        assert fast.width == 6 * 8 - 3
+    with pytest.raises(ValueError, match="out must be"):
+        pc.depth_to_xyz(depth, rays, out=np.empty((6, 8, 2), np.float32))
+
+
 def test_known_pixel_gives_known_point():
     intr = Intrinsics(K0, 96, 64)
     depth = np.full((64, 96), np.nan, np.float32)

@@ -319,9 +319,9 @@ def test_unknown_suffix_and_bad_arguments(tmp_path, onnx_path):
     with pytest.raises(ModelFileError, match="unknown suffix"):
         create_estimator(other)
     with pytest.raises(ConfigError, match="backend"):
-        create_estimator(onnx_path, backend="openvino")
+        create_estimator(onnx_path, backend="tensorflow")
     with pytest.raises(ConfigError, match="device"):
-        create_estimator(onnx_path, device="gpu")
+        create_estimator(onnx_path, device="tpu")
     with pytest.raises(ConfigError, match="threads"):
         create_estimator(onnx_path, threads=0)
     with pytest.raises(ConfigError, match="input_size"):

@@ -6,6 +6,7 @@ Examples::
     dasp export night.pt --onnx --size 192x640 --size 320x1024   # night_192x640.onnx, ...
     dasp export night.pt --onnx --precision fp16        # + night_fp16.onnx (TensorRT 11 input)
     dasp export night.pt --onnx --precision int8 --calib-dir frames/   # + night_int8_qdq.onnx
+    dasp export night.onnx --onnx --precision int8 --calib-bag drive/  # calibrated on a bag
     dasp export night.onnx --tensorrt --precision fp16  # night_fp16.engine (+ .json sidecar)
 
 Engines are also kept in the engine cache (``~/.cache/dasp/engines``), so the node finds them.
@@ -39,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
                    help="engine precision; with --onnx also writes the fp16 / Q/DQ int8 graph")
     p.add_argument("--calib-dir", help="calibration images for int8 (100-500 deployment frames)")
+    p.add_argument("--calib-bag", help="calibration frames from a recording (rosbag2 / ROS 1 "
+                                       "bag) instead of --calib-dir")
+    p.add_argument("--calib-topic", help="image topic of --calib-bag (default: its only one)")
     p.add_argument("--calib-max", type=int, default=256, help="max calibration images")
     p.add_argument("--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"))
     p.add_argument("--workspace-mib", type=int, default=1024, help="TensorRT builder workspace")
@@ -77,8 +81,15 @@ def _run(args: argparse.Namespace) -> int:
 
     if not (args.onnx or args.tensorrt):
         raise ConfigError("dasp export", "no target", "--onnx and/or --tensorrt")
-    if args.precision == "int8" and not args.calib_dir:
-        raise ConfigError("--calib-dir", None, "a folder of calibration images for --precision int8")
+    if args.precision == "int8" and not (args.calib_dir or args.calib_bag):
+        raise ConfigError("--calib-dir", None, "a folder of calibration images (or --calib-bag "
+                                               "BAG) for --precision int8")
+    if args.calib_dir and args.calib_bag:
+        raise ConfigError("--calib-bag", args.calib_bag, "either --calib-dir or --calib-bag")
+    if args.calib_bag and args.tensorrt:
+        raise ConfigError("--calib-bag", args.calib_bag, "--calib-dir for a TensorRT int8 "
+                                                         "engine (or build it from the Q/DQ "
+                                                         "ONNX that --onnx writes)")
     if args.tensorrt:  # fail before minutes of export work, not after
         from dasp_core.export.tensorrt import import_tensorrt
 
@@ -105,8 +116,10 @@ def _run(args: argparse.Namespace) -> int:
         for f in fp32_files:
             calib = None
             if args.precision == "int8":
-                calib = eo.load_calibration_images(args.calib_dir, eo.graph_input_size(
-                    eo.load_onnx(f)), args.calib_max)
+                size = eo.graph_input_size(eo.load_onnx(f))
+                calib = (eo.load_calibration_bag(args.calib_bag, size, args.calib_max,
+                                                 args.calib_topic) if args.calib_bag else
+                         eo.load_calibration_images(args.calib_dir, size, args.calib_max))
             written.append(eo.precision_variant(f, args.precision, calibration=calib,
                                                 calib_method=args.calib_method))
 

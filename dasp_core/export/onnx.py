@@ -697,14 +697,69 @@ def load_calibration_images(directory: str | os.PathLike, size: Tuple[int, int],
             log.warning("calibration: cannot read %s, skipped", f)
             continue
         batch.append(preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size)[0])
+    return _calibration_batch(batch, f"calibration directory {str(root)!r}",
+                              f"{len(files)} images", skipped)
+
+
+def _calibration_batch(batch: List[np.ndarray], source: str, tried: str, skipped: int
+                       ) -> np.ndarray:
+    """Stack preprocessed calibration frames; DatasetError when none could be read, a warning
+    when too few to give good INT8 ranges."""
     if not batch:
-        raise DatasetError(f"calibration directory {str(root)!r}: none of {len(files)} images "
-                           "could be read")
+        raise DatasetError(f"{source}: none of {tried} could be read")
     if len(batch) < 32:
-        log.warning("calibration uses only %d images; 100-500 frames covering the deployment "
+        log.warning("calibration uses only %d frames; 100-500 frames covering the deployment "
                     "conditions (night, lamps, headlights) give better INT8 ranges", len(batch))
-    log.info("calibration: %d images from %s (%d skipped)", len(batch), root, skipped)
+    log.info("calibration: %d frames from %s (%d skipped)", len(batch), source, skipped)
     return np.stack(batch)
+
+
+IMAGE_MSGTYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+def load_calibration_bag(bag: str | os.PathLike, size: Tuple[int, int], max_images: int = 256,
+                         topic: Optional[str] = None) -> np.ndarray:
+    """Frames of a recording → preprocessed calibration batch ``float32 [N, 3, h, w]``.
+
+    Args:
+        bag: rosbag2 directory / ``.mcap`` / ``.db3`` or ROS 1 ``.bag`` (read with rosbags).
+        size: network input ``(h, w)``.
+        max_images: frames kept, evenly strided over the whole recording (a drive's start
+            and end both count).
+        topic: the ``sensor_msgs/Image`` or ``CompressedImage`` topic; ``None`` takes the only
+            image topic of the bag (DatasetError naming the candidates when there are several).
+    """
+    from dasp_core import bagio
+    from dasp_core.runtime.preprocess import preprocess
+
+    topics = bagio.bag_topics(bag)
+    images = {t: v for t, v in topics.items() if v[0] in IMAGE_MSGTYPES}
+    if topic is None:
+        if len(images) != 1:
+            raise DatasetError(f"bag {str(bag)!r} has {len(images)} image topics "
+                               f"({', '.join(sorted(images)) or 'none'}): pick one with "
+                               "--calib-topic")
+        topic = next(iter(images))
+    if topic not in images:
+        raise DatasetError(f"bag {str(bag)!r} has no image topic {topic!r}; image topics: "
+                           f"{', '.join(sorted(images)) or 'none'}")
+    msgtype, count = images[topic]
+    keep = set(np.linspace(0, max(count - 1, 0), min(max_images, count)).round().astype(int)
+               .tolist())
+    batch, skipped = [], 0
+    for i, (_, _, _, msg) in enumerate(bagio.read_messages(bag, [topic])):
+        if i not in keep:
+            continue
+        try:
+            rgb = (bagio.compressed_to_rgb(msg, topic, i) if msgtype.endswith("CompressedImage")
+                   else bagio.image_to_rgb(msg, topic, i))
+        except DatasetError as e:
+            skipped += 1
+            log.warning("calibration: %s, skipped", e)
+            continue
+        batch.append(preprocess(rgb, size)[0])
+    return _calibration_batch(batch, f"bag {str(bag)!r} topic {topic}",
+                              f"{len(keep)} frames", skipped)
 
 
 def calibration_digest(batch: np.ndarray) -> str:
@@ -842,4 +897,4 @@ __all__ = ["INPUT_NAME", "OUTPUT_NAME", "METADATA_KEY", "DEFAULT_OPSET", "EXPORT
            "rewrite_for_runtimes", "RUNTIME_REWRITES", "GRAPH_REVISION", "export_depth_net",
            "export_checkpoint",
            "default_onnx_path", "is_fp16_graph", "convert_to_fp16", "load_calibration_images",
-           "calibration_digest", "quantize_int8_qdq", "precision_variant", "describe"]
+           "load_calibration_bag", "calibration_digest", "quantize_int8_qdq", "precision_variant", "describe"]

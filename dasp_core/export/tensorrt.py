@@ -342,7 +342,7 @@ def build_engine(onnx_path: str | os.PathLike, precision: str = "fp32",
         (engine path in the cache, ModelInfo). The sidecar ``<engine>.json`` holds both.
     """
     from dasp_core.export.onnx import file_sha256
-    from dasp_core.runtime.tensorrt_backend import CudaRuntime
+    from dasp_core.runtime.cuda import CudaRuntime
 
     check_choice("precision", precision, PRECISIONS)
     check_range("workspace_mib", workspace_mib, 16, None)

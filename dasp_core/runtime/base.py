@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, Dict, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 import numpy as np
+
+from dasp_core.errors import ModelFileError
 
 SCALE_SOURCES = ("learned", "odometry", "ground_truth", "fixed", "camera_height", "none")
 
@@ -62,6 +64,48 @@ class ModelInfo:
     @property
     def is_metric(self) -> bool:
         return self.scale_source != "none"
+
+
+#: metadata key of the ModelInfo JSON in an exported graph (ONNX ``metadata_props``)
+METADATA_KEY = "dasp_model_info"
+INPUT_NAME = "image"
+OUTPUT_NAME = "disparity"
+
+
+def graph_model_info(path: str, metadata: Optional[str], inputs: Sequence[str],
+                     outputs: Sequence[str], shape: List[Any], float32: bool, dtype: str,
+                     expected: str) -> ModelInfo:
+    """ModelInfo of an exported graph from its metadata JSON, checked against the graph's I/O
+    (one input ``image``, static float32 ``[1, 3, H, W]`` of the metadata's size, an output
+    ``disparity``); :class:`ModelFileError` naming ``path`` and ``expected`` otherwise. Shared
+    by the runtimes that load the same ONNX file (onnxruntime, OpenVINO)."""
+    if metadata is None:
+        raise ModelFileError(path, f"has no {METADATA_KEY!r} metadata", expected)
+    try:
+        info = ModelInfo.from_json(metadata)
+    except (ValueError, TypeError) as e:
+        raise ModelFileError(path, f"{METADATA_KEY!r} metadata is not ModelInfo JSON ({e})",
+                             expected) from None
+    if list(inputs) != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+        raise ModelFileError(path, f"has inputs {list(inputs)} and outputs {list(outputs)}",
+                             f"one input {INPUT_NAME!r} and an output {OUTPUT_NAME!r}")
+    if (len(shape) != 4 or not all(isinstance(d, int) for d in shape) or shape[:2] != [1, 3]
+            or not float32):
+        raise ModelFileError(path, f"input {INPUT_NAME!r} is {dtype} {shape}",
+                             "a static float32 [1, 3, H, W] input")
+    if (shape[2], shape[3]) != (info.input_height, info.input_width):
+        raise ModelFileError(path, f"graph input is {shape[2]}x{shape[3]} but its metadata says "
+                                   f"{info.input_height}x{info.input_width}",
+                             "consistent metadata (re-export the model)")
+    return info
+
+
+def check_input_size(path: str, info: ModelInfo, input_size: Optional[Tuple[int, int]]) -> None:
+    """:class:`ModelFileError` when a fixed-size graph is not the ``input_size`` asked for."""
+    if input_size is not None and tuple(input_size) != (info.input_height, info.input_width):
+        raise ModelFileError(path, f"has input size {info.input_height}x{info.input_width}",
+                             f"{input_size[0]}x{input_size[1]} as requested (export that size "
+                             f"with `dasp export --onnx --size {input_size[0]}x{input_size[1]}`)")
 
 
 @runtime_checkable

@@ -1,26 +1,38 @@
-"""``dasp bench``: latency of the inference backends side by side, plus the memory of an
-onnxruntime-only process.
+"""``dasp bench``: the inference backends and precisions side by side, on one machine, in one
+run: latency, memory and accuracy.
 
-For every backend (torch eager, onnxruntime, TensorRT when present) × input size × thread
-count it measures, after warm-up:
+For every variant — eager torch fp32, onnxruntime fp32 / int8 (the Q/DQ graph), OpenVINO fp32 /
+bf16 / int8, TensorRT when present — × input size × thread count it measures, after warm-up:
 
 * **net**: ``infer_disparity`` on a preprocessed frame (the network alone);
-* **e2e**: ``predict`` on a camera-sized RGB frame (resize + network + depth + resize back),
-  what a ROS node pays per frame;
+* **e2e**: ``predict`` on a camera-sized RGB frame (default 480x640: resize + network + depth
+  + resize back), what a ROS node pays per frame;
 
-and reports p50/p90/p99 latency (ms), frames/s (1000 / mean ms), onnxruntime's ratio to eager
+and reports p50/p90/p99 latency (ms), frames/s (1000 / mean ms), each variant's ratio to eager
 torch (p50 and p99), the machine (CPU model, cores, memory, library versions, GPU), the
-command line, and the resident memory (RSS) of a separate process that imports only the
-onnxruntime path (asserting that torch is absent). Goals checked: onnxruntime ≤ 0.6× eager torch latency at
-192x640 on 2 threads; onnxruntime-only process ≤ 600 MB RSS.
+command line and the load average. Then:
 
-Backends that share an input size and thread count are timed side by side, in alternating
+* **memory**: the resident memory (RSS) of a separate process that loads only one runtime the
+  way the node does (``create_estimator``), per variant, plus the node's default
+  (``backend=auto, precision=auto``) and which backend/precision that picks and why;
+* **accuracy**: AbsRel of every variant on the synthetic night test set
+  (``synthetic-night-test``, the first ``--accuracy-sequences`` drives), and its change
+  relative to fp32 of the same network.
+
+The int8 variants run the Q/DQ graph :func:`dasp_core.export.onnx.quantize_int8_qdq` writes,
+calibrated on ``--calib-dir`` / ``--calib-bag`` frames, or by default on synthetic night frames
+rendered from training seeds (never the test seeds).
+
+Goals checked (issue 17, at 192x640 on 2 threads): onnxruntime ≤ 0.6× eager torch; the
+default configuration's ``predict()`` ≤ 0.2× eager torch; reduced precisions' AbsRel within
+2 % (relative) of fp32; the default configuration's process ≤ 600 MB RSS.
+
+Variants that share an input size and thread count are timed side by side, in alternating
 blocks of :data:`BLOCK` calls (:func:`time_interleaved`), so a burst of other work on a shared
 machine hits all of them alike; the load averages before and after are in the report. Torch
 runs ``DepthNet.forward_disparity`` (scale 0 only), the same work as the exported graph.
 
-``--quick`` is a smoke test (a few iterations, one small size). The full benchmark should run
-on a quiet machine.
+``--quick`` is a smoke test (a few iterations, one small size, fp32 only, no accuracy pass).
 """
 
 from __future__ import annotations
@@ -49,12 +61,18 @@ log = logging.getLogger("dasp.bench")
 GOAL_SIZE = (192, 640)
 GOAL_THREADS = 2
 GOAL_ORT_RATIO = 0.6
+GOAL_DEFAULT_RATIO = 0.2
+GOAL_ABSREL_REL = 0.02
 GOAL_RSS_MB = 600.0
 # below this idle CPU share just before the run, the machine counts as busy: latencies then
 # mostly measure the scheduler (torch's OpenMP threads suffer most from being descheduled),
 # so the latency goal is reported as not established rather than met or missed
 QUIET_IDLE = 0.8
-BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+CALIB_SEED = 9000  # first synthetic seed of the default int8 calibration frames (training range)
+BACKEND_NAMES = ("torch", "onnxruntime", "openvino", "tensorrt")
+#: precisions each CPU backend can measure (tensorrt: ``--precision``)
+BACKEND_PRECISIONS = {"torch": ("fp32",), "onnxruntime": ("fp32", "int8"),
+                      "openvino": ("fp32", "bf16", "int8")}
 BLOCK = 5  # timed calls per backend before switching to the next (time_interleaved)
 
 
@@ -71,8 +89,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="decoder activation of the random-weights network (model.depth."
                         "decoder_activation)")
     p.add_argument("--backends", default=None,
-                   help="comma list of torch, onnxruntime, tensorrt (default: all; unavailable "
-                        "ones are reported as skipped; --quick: torch,onnxruntime)")
+                   help="comma list of torch, onnxruntime, openvino, tensorrt (default: all; "
+                        "unavailable ones are reported as skipped; --quick: torch,onnxruntime)")
+    p.add_argument("--precisions", default=None,
+                   help="comma list of CPU precisions to measure where a backend has them: "
+                        "fp32, bf16 (openvino on a bf16 CPU), int8 (onnxruntime and openvino "
+                        "on the Q/DQ graph) (default fp32,bf16,int8; --quick: fp32)")
     p.add_argument("--size", action="append", metavar="HxW",
                    help="network input size (repeatable); default 192x640 (--quick: 64x192)")
     p.add_argument("--threads", type=int, nargs="+", default=None,
@@ -83,15 +105,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="untimed iterations first (default 10; --quick: 1)")
     p.add_argument("--image-size", default=None, metavar="HxW",
                    help="camera frame size for the end-to-end predict() timing (default "
-                        "720x1280; --quick: 128x384)")
+                        "480x640; --quick: 128x384)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
                    help="TensorRT precision (int8 needs --calib-dir)")
-    p.add_argument("--calib-dir", help="calibration images for a TensorRT int8 engine")
+    p.add_argument("--calib-dir", help="calibration images for the int8 graphs (default: "
+                                       "synthetic night frames of training seeds)")
+    p.add_argument("--calib-bag", help="calibration frames from a recording instead")
+    p.add_argument("--calib-topic", help="image topic of --calib-bag (default: its only one)")
+    p.add_argument("--calib-frames", type=int, default=32,
+                   help="calibration frames (rendered, or sampled from the folder/bag)")
+    p.add_argument("--accuracy-sequences", type=int, default=None,
+                   help="synthetic night test drives for the AbsRel pass (default 12; 0 = no "
+                        "accuracy pass; --quick: 0)")
+    p.add_argument("--accuracy-frames", type=int, default=4,
+                   help="frames per test drive in the AbsRel pass")
     p.add_argument("--device", default="cpu", choices=("cpu", "auto"),
                    help="device for torch/onnxruntime (TensorRT always uses the GPU)")
     p.add_argument("--rss-frames", type=int, default=50,
-                   help="frames the onnxruntime-only process runs before its RSS is read")
-    p.add_argument("--no-rss", action="store_true", help="skip the onnxruntime-only process")
+                   help="frames each runtime-only process runs before its RSS is read")
+    p.add_argument("--no-rss", action="store_true", help="skip the runtime-only processes")
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 64x192, 1 thread, 5 iterations, torch+onnxruntime")
     p.add_argument("--out", help="report base path: writes OUT.md and OUT.json")
@@ -187,39 +219,54 @@ def rss_mb() -> Dict[str, Optional[float]]:
     return {"rss_mb": _proc_status_mb("VmRSS"), "peak_rss_mb": peak}
 
 
-_ORT_ONLY_SCRIPT = r"""
+_RUNTIME_ONLY_SCRIPT = r"""
 import json, sys
 import numpy as np
-from dasp_core.runtime.onnx_backend import OnnxEstimator
+from dasp_core.runtime.factory import create_estimator
 from dasp_core.runtime.bench import rss_mb
-path, threads, frames, h, w = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+path, backend, precision = sys.argv[1], sys.argv[2], sys.argv[3]
+threads, frames, h, w = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 before = rss_mb()
-est = OnnxEstimator(path, device="cpu", threads=threads or None)
+est = create_estimator(path, backend=backend, device="cpu", threads=threads or None,
+                       precision=precision)
 img = (np.random.default_rng(0).random((h, w, 3)) * 255).astype(np.uint8)
 for _ in range(frames):
     depth = est.predict(img)
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "tensorrt"))
 print(json.dumps({"startup": before, **rss_mb(), "heavy_modules": heavy,
                   "torch_loaded": "torch" in sys.modules, "depth_shape": list(depth.shape),
-                  "depth_finite": bool(np.isfinite(depth).all())}))
+                  "depth_finite": bool(np.isfinite(depth).all()), "backend": est.backend,
+                  "precision": getattr(est, "precision", "fp32"),
+                  "selection": getattr(est, "selection", "")}))
 """
 
 
-def ort_only_process(onnx_path: str | os.PathLike, threads: int = 2, frames: int = 20,
-                     image_size: Tuple[int, int] = (720, 1280), timeout: float = 300.0
-                     ) -> Dict[str, Any]:
-    """Run an onnxruntime-only predictor in a fresh interpreter; return its RSS (MiB), the heavy
-    modules it loaded (torch must not be among them) and a sanity check of its output."""
+def runtime_only_process(model: str | os.PathLike, backend: str = "auto",
+                         precision: str = "auto", threads: int = 2, frames: int = 20,
+                         image_size: Tuple[int, int] = (480, 640), timeout: float = 300.0
+                         ) -> Dict[str, Any]:
+    """Load ``model`` with ``create_estimator`` in a fresh interpreter, as the node does, run
+    ``frames`` frames; return its RSS (MiB), the heavy modules it loaded (torch must not be
+    among them), which backend/precision ran (and why, for ``auto``) and a sanity check of
+    its output."""
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [sys.executable, "-c", _ORT_ONLY_SCRIPT, str(onnx_path), str(threads), str(frames),
-           str(image_size[0]), str(image_size[1])]
+    cmd = [sys.executable, "-c", _RUNTIME_ONLY_SCRIPT, str(model), backend, precision,
+           str(threads), str(frames), str(image_size[0]), str(image_size[1])]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if res.returncode != 0:
-        raise RuntimeError(f"onnxruntime-only process failed ({res.returncode}): "
+        raise RuntimeError(f"{backend}-only process failed ({res.returncode}): "
                            f"{res.stderr.strip()[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def ort_only_process(onnx_path: str | os.PathLike, threads: int = 2, frames: int = 20,
+                     image_size: Tuple[int, int] = (480, 640), timeout: float = 300.0
+                     ) -> Dict[str, Any]:
+    """:func:`runtime_only_process` with onnxruntime fp32 (the graph as stored)."""
+    return runtime_only_process(onnx_path, "onnxruntime", "auto", threads, frames, image_size,
+                                timeout)
 
 
 # --------------------------------------------------------------------------- machine
@@ -262,13 +309,14 @@ def machine_info() -> Dict[str, Any]:
         info["memory_gb"] = round(pages * page / 1e9, 1)
     except (ValueError, OSError, AttributeError):  # pragma: no cover
         pass
-    for mod in ("numpy", "cv2", "onnxruntime", "onnx", "torch", "torchvision", "tensorrt"):
+    for mod in ("numpy", "cv2", "onnxruntime", "openvino", "onnx", "torch", "torchvision",
+                "tensorrt"):
         info[f"{mod}_version"] = _version(mod)
     info["omp_num_threads"] = os.environ.get("OMP_NUM_THREADS")
     from dasp_core.runtime.factory import _importable
 
     if _importable("tensorrt"):
-        from dasp_core.runtime.tensorrt_backend import CudaError, CudaRuntime
+        from dasp_core.runtime.cuda import CudaError, CudaRuntime
 
         try:
             cuda = CudaRuntime.get()
@@ -335,13 +383,92 @@ def _available(name: str) -> Optional[str]:
 
     if name == "torch":
         return None if _importable("torch") else "torch not installed"
-    if name == "onnxruntime":
-        return None if _importable("onnxruntime") else "onnxruntime not installed"
+    if name in ("onnxruntime", "openvino"):
+        return None if _importable(name) else f"{name} not installed"
     if not _importable("tensorrt"):
         return "tensorrt not installed"
-    from dasp_core.runtime.tensorrt_backend import cuda_device_count
+    from dasp_core.runtime.cuda import cuda_device_count
 
     return None if cuda_device_count() > 0 else "no CUDA device"
+
+
+def _variants(backends: Sequence[str], precisions: Sequence[str], trt_precision: str
+              ) -> List[Tuple[str, str]]:
+    """``(backend, precision)`` pairs to measure, torch first (the reference)."""
+    out: List[Tuple[str, str]] = []
+    for b in backends:
+        if b == "tensorrt":
+            out.append((b, trt_precision))
+            continue
+        for p in BACKEND_PRECISIONS[b]:
+            if p in precisions:
+                out.append((b, p))
+    return out
+
+
+def _calibration(size: Tuple[int, int], calib_dir: Optional[str], calib_bag: Optional[str],
+                 calib_topic: Optional[str], frames: int, note: List[str]) -> np.ndarray:
+    """Preprocessed calibration frames ``float32 [N, 3, h, w]`` for the int8 graphs."""
+    from dasp_core.export import onnx as eo
+
+    if calib_bag:
+        note.append(f"int8 calibration: {frames} frames of {calib_bag}")
+        return eo.load_calibration_bag(calib_bag, size, frames, calib_topic)
+    if calib_dir:
+        note.append(f"int8 calibration: up to {frames} images of {calib_dir}")
+        return eo.load_calibration_images(calib_dir, size, frames)
+    from dasp_core.data.synthetic import SequenceRenderer, SyntheticConfig
+    from dasp_core.runtime.preprocess import preprocess
+
+    per = 4
+    seeds = range(CALIB_SEED, CALIB_SEED + max(1, -(-frames // per)))
+    cfg = SyntheticConfig()
+    batch = []
+    for seed in seeds:
+        r = SequenceRenderer(seed, "night", per * 3, cfg)
+        for i in range(0, per * 3, 3):
+            if len(batch) < frames:
+                batch.append(preprocess(r.render(i).image, size)[0])
+    note.append(f"int8 calibration: {len(batch)} synthetic night frames (training seeds "
+                f"{seeds.start}-{seeds.stop - 1}, not the test seeds)")
+    return np.stack(batch)
+
+
+def accuracy_pass(estimators: Sequence[Tuple[str, str, Any]], sequences: int, frames: int
+                  ) -> List[Dict[str, Any]]:
+    """AbsRel of each ``(backend, precision, estimator)`` on the same synthetic night test
+    frames, and each one's depth against the first fp32 estimator's (median relative
+    difference): the accuracy cost of a precision, measured."""
+    from dasp_core.eval.evaluate import build_preset, evaluate
+
+    ds = build_preset("synthetic-night-test", frames_per_sequence=frames, n_sequences=sequences)
+    clips = [ds[i] for i in range(len(ds))]  # render once, score every variant on the same
+    images = [c.frames[c.target_index] for c in clips]
+    # the reference for "how far from fp32": onnxruntime fp32 (what ran before), else any fp32
+    ref_est = next((e for b, p, e in estimators if (b, p) == ("onnxruntime", "fp32")),
+                   next((e for _, p, e in estimators if p == "fp32"), None))
+    ref_depths = [ref_est.predict(im) for im in images] if ref_est is not None else None
+    rows = []
+    for b, p, est in estimators:
+        res = evaluate(est, clips, "synthetic", progress=False, label=f"{b} {p}")
+        row = {"backend": b, "precision": p, "n_images": res.n_images,
+               "absrel_median_scaled": res.scores["median"].metrics["abs_rel"]}
+        if "metric" in res.scores:
+            row["absrel_metric"] = res.scores["metric"].metrics["abs_rel"]
+        if ref_depths is not None:
+            diffs = [np.abs(est.predict(im) - d) / d for im, d in zip(images, ref_depths)]
+            all_d = np.concatenate([x.ravel() for x in diffs])
+            row["depth_vs_fp32_median"] = float(np.median(all_d))
+            row["depth_vs_fp32_p99"] = float(np.percentile(all_d, 99))
+        rows.append(row)
+    ref = {r["backend"]: r for r in rows if r["precision"] == "fp32"}
+    base = ref.get("onnxruntime") or next(iter(ref.values()), None)
+    for r in rows:
+        if base is not None:
+            for key in ("absrel_median_scaled", "absrel_metric"):
+                if key in r and key in base and base[key]:
+                    r[key + "_vs_fp32"] = r[key] / base[key] - 1.0
+    return rows
 
 
 def run_benchmark(model: Optional[str], backends: Sequence[str], sizes: Sequence[Tuple[int, int]],
@@ -349,7 +476,10 @@ def run_benchmark(model: Optional[str], backends: Sequence[str], sizes: Sequence
                   image_size: Tuple[int, int], precision: str = "fp32", device: str = "cpu",
                   calib_dir: Optional[str] = None, encoder: str = "resnet18",
                   decoder: Tuple[str, str] = ("reflect", "elu"), rss: bool = True, rss_frames: int = 50,
-                  command: Optional[str] = None) -> Dict[str, Any]:
+                  command: Optional[str] = None, precisions: Sequence[str] = ("fp32",),
+                  calib_bag: Optional[str] = None, calib_topic: Optional[str] = None,
+                  calib_frames: int = 32, accuracy_sequences: int = 0,
+                  accuracy_frames: int = 4) -> Dict[str, Any]:
     """Measure every configuration; returns the report dict (see :func:`render_markdown`)."""
     from tqdm import tqdm
 
@@ -358,7 +488,8 @@ def run_benchmark(model: Optional[str], backends: Sequence[str], sizes: Sequence
                               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                               "machine": machine_info(), "settings": {
                                   "iters": iters, "warmup": warmup, "image_size": list(image_size),
-                                  "precision": precision, "device": device},
+                                  "precision": precision, "precisions": list(precisions),
+                                  "device": device},
                               "rows": [], "skipped": [], "notes": []}
     frame = (np.random.default_rng(0).random(image_size + (3,)) * 255).astype(np.uint8)
     with tempfile.TemporaryDirectory(prefix="dasp_bench_") as tmp:
@@ -402,33 +533,59 @@ def run_benchmark(model: Optional[str], backends: Sequence[str], sizes: Sequence
                                                     ".onnx", size)
             return onnx_files[size]
 
-        configs: List[Tuple[str, Tuple[int, int], Optional[int]]] = []
-        for b in backends:
+        int8_files: Dict[Tuple[int, int], Path] = {}
+
+        def int8_for(size: Tuple[int, int]) -> Path:
+            """The Q/DQ int8 graph beside the fp32 file (where both int8 backends find it)."""
+            if size not in int8_files:
+                from dasp_core.export.onnx import precision_variant
+                from dasp_core.runtime.openvino_backend import int8_sibling
+
+                src = onnx_for(size)
+                dst = int8_sibling(src)
+                if not dst.is_file():
+                    if onnx_fixed is not None:  # never write next to the user's file
+                        local = work / src.name
+                        local.write_bytes(src.read_bytes())
+                        src, dst = local, int8_sibling(local)
+                    calib = _calibration(size, calib_dir, calib_bag, calib_topic, calib_frames,
+                                         report["notes"])
+                    precision_variant(src, "int8", dst, calibration=calib)
+                int8_files[size] = dst
+            return int8_files[size]
+
+        configs: List[Tuple[str, str, Tuple[int, int], Optional[int]]] = []
+        for b, prec in _variants(backends, precisions, precision):
             why = _available(b)
             if b == "torch" and ckpt is None:
                 why = "needs a .pt checkpoint"
+            if b == "openvino" and prec == "bf16" and why is None:
+                from dasp_core.runtime.openvino_backend import native_bf16
+
+                why = None if native_bf16() else "bf16: this CPU has no native bf16"
             if why:
-                report["skipped"].append({"backend": b, "reason": why})
+                report["skipped"].append({"backend": b, "precision": prec, "reason": why})
                 continue
             for size in sizes:
                 for t in ([None] if b == "tensorrt" else threads):
-                    configs.append((b, size, t))
+                    configs.append((b, prec, size, t))
 
-        # backends that share a (size, threads) setting are measured side by side
-        groups: Dict[Tuple[Tuple[int, int], Optional[int]], List[str]] = {}
-        for b, size, t in configs:
-            groups.setdefault((size, t), []).append(b)
+        # variants that share a (size, threads) setting are measured side by side
+        groups: Dict[Tuple[Tuple[int, int], Optional[int]], List[Tuple[str, str]]] = {}
+        for b, prec, size, t in configs:
+            groups.setdefault((size, t), []).append((b, prec))
         report["load_before"] = _loadavg()
         report["idle_before"] = cpu_idle_fraction()
         for (size, t), names in tqdm(list(groups.items()), desc="bench", unit="config"):
             ests = []
-            for b in names:
+            for b, prec in names:
                 try:
-                    ests.append((b, _make(b, ckpt, onnx_for, size, t, precision, device,
+                    ests.append((b, _make(b, prec, ckpt, onnx_for, int8_for, size, t, device,
                                           calib_dir)))
                 except Exception as e:
-                    log.warning("%s %dx%d threads=%s: cannot start: %s", b, *size, t, e)
-                    report["skipped"].append({"backend": b, "size": list(size), "threads": t,
+                    log.warning("%s %s %dx%d threads=%s: cannot start: %s", b, prec, *size, t, e)
+                    report["skipped"].append({"backend": b, "precision": prec,
+                                              "size": list(size), "threads": t,
                                               "reason": f"{type(e).__name__}: {e}"})
             if not ests:
                 continue
@@ -436,22 +593,50 @@ def run_benchmark(model: Optional[str], backends: Sequence[str], sizes: Sequence
             for (b, est), m in zip(ests, measured):
                 row = {"backend": b, "size": list(size), "threads": t, **m}
                 report["rows"].append(row)
-                log.info("%s %dx%d threads=%s: net p50 %.2f ms, e2e p50 %.2f ms", b, *size, t,
-                         row["net"]["p50_ms"], row["e2e"]["p50_ms"])
+                log.info("%s %s %dx%d threads=%s: net p50 %.2f ms, e2e p50 %.2f ms", b,
+                         row["precision"], *size, t, row["net"]["p50_ms"], row["e2e"]["p50_ms"])
                 if hasattr(est, "close"):
                     est.close()
         report["load_after"] = _loadavg()
         report["idle_after"] = cpu_idle_fraction()
         report["settings"]["interleaved_block"] = BLOCK
         _ratios(report["rows"])
-        if rss and _available("onnxruntime") is None:
-            size = GOAL_SIZE if GOAL_SIZE in sizes else sizes[0]
-            try:
-                r = ort_only_process(onnx_for(size), GOAL_THREADS, rss_frames, image_size)
-                report["ort_only_process"] = {"size": list(size), "threads": GOAL_THREADS,
-                                              "frames": rss_frames, **r}
-            except Exception as e:
-                report["skipped"].append({"backend": "ort-only process", "reason": str(e)})
+        size = GOAL_SIZE if GOAL_SIZE in sizes else sizes[0]
+        t_goal = GOAL_THREADS if GOAL_THREADS in threads else threads[0]
+        if accuracy_sequences > 0:
+            ests = []
+            for b, prec, s_, t in configs:
+                if s_ == size and t in (t_goal, None):
+                    try:
+                        ests.append((b, prec, _make(b, prec, ckpt, onnx_for, int8_for, size, t,
+                                                    device, calib_dir)))
+                    except Exception as e:  # already reported as skipped above
+                        log.warning("accuracy: %s %s cannot start: %s", b, prec, e)
+            log.info("accuracy pass: %d variants on %d synthetic night test drives x %d frames",
+                     len(ests), accuracy_sequences, accuracy_frames)
+            report["accuracy"] = {"data": f"synthetic-night-test, first {accuracy_sequences} "
+                                          f"drives x {accuracy_frames} frames",
+                                  "size": list(size), "rows": accuracy_pass(
+                                      ests, accuracy_sequences, accuracy_frames)}
+        if rss:
+            procs = []
+            for b, prec in [("auto", "auto")] + sorted({(b, p) for b, p, _, _ in configs
+                                                        if b in ("onnxruntime", "openvino")}):
+                if b != "auto" and prec == "int8":
+                    int8_for(size)
+                try:
+                    r = runtime_only_process(onnx_for(size), b, prec, t_goal, rss_frames,
+                                             image_size)
+                    procs.append({"variant": f"{b} {prec}", "size": list(size),
+                                  "threads": t_goal, "frames": rss_frames, **r})
+                except Exception as e:
+                    report["skipped"].append({"backend": f"{b} {prec} process",
+                                              "reason": str(e)[-500:]})
+            report["runtime_processes"] = procs
+            report["ort_only_process"] = next((p for p in procs
+                                               if p["variant"] == "onnxruntime fp32"), None)
+            report["default_config"] = next((p for p in procs if p["variant"] == "auto auto"),
+                                            None)
     report["goals"] = _goals(report)
     return report
 
@@ -507,9 +692,10 @@ def _measure(ests: Sequence[Any], frame: np.ndarray, size: Tuple[int, int], iter
     return rows
 
 
-def _make(b: str, ckpt: Optional[Path], onnx_for: Callable[[Tuple[int, int]], Path],
-          size: Tuple[int, int], threads: Optional[int], precision: str, device: str,
-          calib_dir: Optional[str]) -> Any:
+def _make(b: str, precision: str, ckpt: Optional[Path],
+          onnx_for: Callable[[Tuple[int, int]], Path],
+          int8_for: Callable[[Tuple[int, int]], Path], size: Tuple[int, int],
+          threads: Optional[int], device: str, calib_dir: Optional[str]) -> Any:
     if b == "torch":
         from dasp_core.runtime.torch_backend import TorchEstimator
 
@@ -518,47 +704,74 @@ def _make(b: str, ckpt: Optional[Path], onnx_for: Callable[[Tuple[int, int]], Pa
     if b == "onnxruntime":
         from dasp_core.runtime.onnx_backend import OnnxEstimator
 
-        return OnnxEstimator(onnx_for(size), device, threads, size)
+        path = int8_for(size) if precision == "int8" else onnx_for(size)
+        return OnnxEstimator(path, device, threads, size)
+    if b == "openvino":
+        from dasp_core.runtime.openvino_backend import OpenVinoEstimator
+
+        path = int8_for(size) if precision == "int8" else onnx_for(size)
+        return OpenVinoEstimator(path, "cpu", threads, precision, size)
     from dasp_core.runtime.tensorrt_backend import TensorRTEstimator
 
     return TensorRTEstimator(onnx_for(size), 0, precision, size, calib_dir=calib_dir)
 
 
 def _ratios(rows: List[Dict[str, Any]]) -> None:
-    torch_p50 = {(tuple(r["size"]), r["threads"]): r["net"]["p50_ms"]
-                 for r in rows if r["backend"] == "torch"}
-    torch_p99 = {(tuple(r["size"]), r["threads"]): r["net"]["p99_ms"]
-                 for r in rows if r["backend"] == "torch"}
-    torch_cpu = {(tuple(r["size"]), r["threads"]): r["net_cpu"]["p50_ms"]
-                 for r in rows if r["backend"] == "torch" and "net_cpu" in r}
+    """Each non-torch row's p50 (and p99) over eager torch's at the same size and threads:
+    ``vs_torch`` / ``vs_torch_p99`` (network), ``e2e_vs_torch`` (predict), ``vs_torch_cpu``
+    (one thread's CPU time)."""
+    ref = {(tuple(r["size"]), r["threads"]): r for r in rows if r["backend"] == "torch"}
     for r in rows:
-        key = (tuple(r["size"]), r["threads"])
-        ref = torch_p50.get(key)
-        if r["backend"] != "torch" and ref:
-            r["vs_torch"] = r["net"]["p50_ms"] / ref
-            if torch_p99.get(key):
-                r["vs_torch_p99"] = r["net"]["p99_ms"] / torch_p99[key]
-            if torch_cpu.get(key) and "net_cpu" in r:
-                r["vs_torch_cpu"] = r["net_cpu"]["p50_ms"] / torch_cpu[key]
+        t = ref.get((tuple(r["size"]), r["threads"]))
+        if r["backend"] == "torch" or t is None or not t["net"]["p50_ms"]:
+            continue
+        r["vs_torch"] = r["net"]["p50_ms"] / t["net"]["p50_ms"]
+        if t["net"]["p99_ms"]:
+            r["vs_torch_p99"] = r["net"]["p99_ms"] / t["net"]["p99_ms"]
+        if t["e2e"]["p50_ms"]:
+            r["e2e_vs_torch"] = r["e2e"]["p50_ms"] / t["e2e"]["p50_ms"]
+        if "net_cpu" in t and "net_cpu" in r and t["net_cpu"]["p50_ms"]:
+            r["vs_torch_cpu"] = r["net_cpu"]["p50_ms"] / t["net_cpu"]["p50_ms"]
+
+
+def _goal_row(report: Dict[str, Any], backend: str, precision: str) -> Optional[Dict[str, Any]]:
+    return next((r for r in report["rows"] if r["backend"] == backend
+                 and r.get("precision", "fp32") == precision and tuple(r["size"]) == GOAL_SIZE
+                 and r["threads"] == GOAL_THREADS and "vs_torch" in r), None)
 
 
 def _goals(report: Dict[str, Any]) -> List[Dict[str, Any]]:
     goals = []
-    row = next((r for r in report["rows"] if r["backend"] == "onnxruntime"
-                and tuple(r["size"]) == GOAL_SIZE and r["threads"] == GOAL_THREADS
-                and "vs_torch" in r), None)
     idle = report.get("idle_before")
     busy = idle is not None and idle < QUIET_IDLE
-    met = None if row is None or busy else row["vs_torch"] <= GOAL_ORT_RATIO
+    busy_note = ({"why_not": f"busy machine: {idle:.0%} of the CPUs idle before the run "
+                             f"(< {QUIET_IDLE:.0%})"} if busy else {})
+    row = _goal_row(report, "onnxruntime", "fp32")
     goals.append({"goal": f"onnxruntime ≤ {GOAL_ORT_RATIO}× eager torch latency at "
                           f"{GOAL_SIZE[0]}x{GOAL_SIZE[1]}, {GOAL_THREADS} threads",
                   "measured": None if row is None else round(row["vs_torch"], 3),
-                  "met": met,
-                  **({"why_not": f"busy machine: {idle:.0%} of the CPUs idle before the run "
-                                 f"(< {QUIET_IDLE:.0%})"} if busy and row is not None else {})})
-    proc = report.get("ort_only_process")
+                  "met": None if row is None or busy else row["vs_torch"] <= GOAL_ORT_RATIO,
+                  **(busy_note if row is not None else {})})
+    default = report.get("default_config")
+    row = _goal_row(report, default["backend"], default["precision"]) if default else None
+    if row is not None and "e2e_vs_torch" in row:
+        ratio = row["e2e_vs_torch"]
+        goals.append({"goal": f"default configuration ({default['backend']} "
+                              f"{default['precision']}) predict() ≤ {GOAL_DEFAULT_RATIO}× eager "
+                              f"torch at {GOAL_SIZE[0]}x{GOAL_SIZE[1]}, {GOAL_THREADS} threads",
+                      "measured": round(ratio, 3),
+                      "met": None if busy else ratio <= GOAL_DEFAULT_RATIO, **busy_note})
+    acc = (report.get("accuracy") or {}).get("rows", [])
+    for r in acc:
+        if r["precision"] != "fp32" and "absrel_median_scaled_vs_fp32" in r:
+            d = r["absrel_median_scaled_vs_fp32"]
+            goals.append({"goal": f"{r['backend']} {r['precision']} AbsRel within "
+                                  f"{GOAL_ABSREL_REL:.0%} (relative) of fp32, synthetic night",
+                          "measured": f"{d:+.2%}", "met": abs(d) <= GOAL_ABSREL_REL})
+    proc = default or report.get("ort_only_process")
     peak = proc.get("peak_rss_mb") if proc else None
-    goals.append({"goal": f"onnxruntime-only process ≤ {GOAL_RSS_MB:.0f} MB RSS (peak), no torch",
+    goals.append({"goal": f"{'default configuration' if default else 'onnxruntime-only'} "
+                          f"process ≤ {GOAL_RSS_MB:.0f} MB RSS (peak), no torch",
                   "measured": None if peak is None else round(peak, 1),
                   "met": None if peak is None else (peak <= GOAL_RSS_MB
                                                     and not proc.get("torch_loaded"))})
@@ -584,35 +797,63 @@ def render_markdown(report: Dict[str, Any]) -> str:
     for note in report.get("notes", []):
         lines.append(f"- note: {note}")
     lines += ["", "| backend | input | threads | precision | runs on | net p50 ms | net p99 ms |"
-                  " net fps | e2e p50 ms | e2e p99 ms | e2e fps | net vs torch |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  " net fps | e2e p50 ms | e2e p99 ms | e2e fps | net vs torch | e2e vs torch |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         n, e = r["net"], r["e2e"]
         ratio = f"{r['vs_torch']:.2f}×" if "vs_torch" in r else "—"
         if "vs_torch_p99" in r:
             ratio += f" (p99 {r['vs_torch_p99']:.2f}×)"
+        e2e = f"{r['e2e_vs_torch']:.2f}×" if "e2e_vs_torch" in r else "—"
         lines.append(f"| {r['backend']} | {r['size'][0]}x{r['size'][1]} | {r['threads'] or '—'} | "
                      f"{r['precision']} | {r['where']} | {n['p50_ms']:.2f} | {n['p99_ms']:.2f} | "
                      f"{n['fps']:.1f} | {e['p50_ms']:.2f} | {e['p99_ms']:.2f} | {e['fps']:.1f} | "
-                     f"{ratio} |")
+                     f"{ratio} | {e2e} |")
     cpu_rows = [r for r in report["rows"] if "net_cpu" in r]
     if cpu_rows:
         lines += ["", "Network CPU time, one thread (the work done; barely changed by other "
                       "processes on the machine, unlike wall time):", "",
-                  "| backend | input | cpu p50 ms | cpu p99 ms | vs torch |", "|---|---|---|---|---|"]
+                  "| backend | precision | input | cpu p50 ms | cpu p99 ms | vs torch |",
+                  "|---|---|---|---|---|---|"]
         for r in cpu_rows:
             c = r["net_cpu"]
             ratio = f"{r['vs_torch_cpu']:.2f}×" if "vs_torch_cpu" in r else "—"
-            lines.append(f"| {r['backend']} | {r['size'][0]}x{r['size'][1]} | {c['p50_ms']:.2f} | "
+            lines.append(f"| {r['backend']} | {r['precision']} | {r['size'][0]}x{r['size'][1]} | "
+                         f"{c['p50_ms']:.2f} | "
                          f"{c['p99_ms']:.2f} | {ratio} |")
-    proc = report.get("ort_only_process")
-    if proc:
-        lines += ["", f"onnxruntime-only process ({proc['size'][0]}x{proc['size'][1]}, "
-                      f"{proc['threads']} threads, {proc['frames']} frames): RSS "
-                      f"{proc.get('rss_mb') or 0:.0f} MB, peak {proc.get('peak_rss_mb') or 0:.0f} MB, "
-                      f"startup {((proc.get('startup') or {}).get('rss_mb') or 0):.0f} MB; "
-                      f"torch loaded: {proc.get('torch_loaded')}; heavy modules: "
-                      f"{proc.get('heavy_modules') or 'none'}"]
+    acc = report.get("accuracy")
+    if acc:
+        lines += ["", f"Accuracy on {acc['data']} at {acc['size'][0]}x{acc['size'][1]} "
+                      "(AbsRel: per-image median scaling, the protocol's primary; metric: no "
+                      "scaling; Δ relative to onnxruntime fp32; depth vs fp32: |d - d_fp32| / "
+                      "d_fp32 over all pixels):", "",
+                  "| backend | precision | images | AbsRel | Δ vs fp32 | AbsRel metric | "
+                  "Δ metric | depth vs fp32 median | p99 |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in acc["rows"]:
+            def pc(key: str) -> str:
+                return f"{r[key]:+.2%}" if key in r else "—"
+            lines.append(f"| {r['backend']} | {r['precision']} | {r['n_images']} | "
+                         f"{r['absrel_median_scaled']:.4f} | {pc('absrel_median_scaled_vs_fp32')}"
+                         f" | {r.get('absrel_metric', float('nan')):.4f} | "
+                         f"{pc('absrel_metric_vs_fp32')} | "
+                         f"{r.get('depth_vs_fp32_median', float('nan')):.2e} | "
+                         f"{r.get('depth_vs_fp32_p99', float('nan')):.2e} |")
+    procs = report.get("runtime_processes") or ([report["ort_only_process"]]
+                                                if report.get("ort_only_process") else [])
+    if procs:
+        p0 = procs[0]
+        lines += ["", f"Memory of a process that loads one runtime as the node does "
+                      f"(`create_estimator`, {p0['size'][0]}x{p0['size'][1]}, {p0['threads']} "
+                      f"threads, {p0['frames']} frames of {report['settings']['image_size'][0]}x"
+                      f"{report['settings']['image_size'][1]}):", "",
+                  "| asked | runs | RSS MB | peak MB | startup MB | torch loaded | why |",
+                  "|---|---|---|---|---|---|---|"]
+        for p in procs:
+            lines.append(f"| {p.get('variant', 'onnxruntime fp32')} | {p.get('backend', '')} "
+                         f"{p.get('precision', '')} | {p.get('rss_mb') or 0:.0f} | "
+                         f"{p.get('peak_rss_mb') or 0:.0f} | "
+                         f"{((p.get('startup') or {}).get('rss_mb') or 0):.0f} | "
+                         f"{p.get('torch_loaded')} | {p.get('selection') or '—'} |")
     lines += ["", "| goal | measured | met |", "|---|---|---|"]
     for g in report["goals"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[g["met"]]
@@ -621,7 +862,8 @@ def render_markdown(report: Dict[str, Any]) -> str:
         lines.append(f"| {g['goal']} | {g['measured'] if g['measured'] is not None else '—'} | "
                      f"{met} |")
     if report.get("skipped"):
-        lines += ["", "Skipped:"] + [f"- {s['backend']}: {s['reason']}" for s in report["skipped"]]
+        lines += ["", "Skipped:"] + [f"- {s['backend']} {s.get('precision', '')}: {s['reason']}"
+                                     for s in report["skipped"]]
     return "\n".join(lines) + "\n"
 
 
@@ -665,13 +907,24 @@ def _run(args: argparse.Namespace) -> int:
     args.threads = args.threads or ([1] if q else [1, 2, 4])
     args.iters = args.iters if args.iters is not None else (5 if q else 100)
     args.warmup = args.warmup if args.warmup is not None else (1 if q else 10)
-    args.image_size = args.image_size or ("128x384" if q else "720x1280")
+    args.image_size = args.image_size or ("128x384" if q else "480x640")
+    args.precisions = args.precisions or ("fp32" if q else "fp32,bf16,int8")
+    if args.accuracy_sequences is None:
+        args.accuracy_sequences = 0 if q else 12
     if q and args.rss_frames == 50:
         args.rss_frames = 5
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
         if b not in BACKEND_NAMES:
             raise ConfigError("--backends", b, BACKEND_NAMES)
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    for p in precisions:
+        if p not in ("fp32", "bf16", "int8"):
+            raise ConfigError("--precisions", p, ("fp32", "bf16", "int8"))
+    if args.accuracy_sequences < 0 or args.accuracy_frames < 1 or args.calib_frames < 1:
+        raise ConfigError("--accuracy-sequences/--accuracy-frames/--calib-frames",
+                          (args.accuracy_sequences, args.accuracy_frames, args.calib_frames),
+                          "sequences >= 0, frames >= 1")
     sizes = [parse_size(s) for s in args.size]
     threads, iters, warmup = list(args.threads), args.iters, args.warmup
     image_size = _parse_hw(args.image_size, "--image-size")
@@ -683,7 +936,11 @@ def _run(args: argparse.Namespace) -> int:
     report = run_benchmark(args.model, backends, sizes, threads, iters, warmup, image_size,
                            args.precision, args.device, args.calib_dir, args.encoder,
                            decoder=(args.decoder_padding, args.decoder_activation),
-                           rss=not args.no_rss, rss_frames=args.rss_frames, command=command)
+                           rss=not args.no_rss, rss_frames=args.rss_frames, command=command,
+                           precisions=precisions, calib_bag=args.calib_bag,
+                           calib_topic=args.calib_topic, calib_frames=args.calib_frames,
+                           accuracy_sequences=args.accuracy_sequences,
+                           accuracy_frames=args.accuracy_frames)
     text = render_markdown(report)
     print(text)
     if args.out:

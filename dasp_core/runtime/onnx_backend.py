@@ -16,14 +16,12 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 
 from dasp_core.errors import ConfigError, ModelFileError, check_range
-from dasp_core.runtime.base import ModelInfo
+from dasp_core.runtime.base import (INPUT_NAME, METADATA_KEY, OUTPUT_NAME, ModelInfo,
+                                    check_input_size, graph_model_info)
 from dasp_core.runtime.preprocess import ImagePipelineMixin
 
 log = logging.getLogger(__name__)
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "disparity"
-METADATA_KEY = "dasp_model_info"
 EXPECTED = "an ONNX model written by `dasp export --onnx`"
 
 
@@ -50,29 +48,12 @@ def _providers_for(device: str) -> List[str]:
 
 def _session_info(sess: Any, path: str) -> ModelInfo:
     """ModelInfo from a session's metadata, checked against the graph's I/O."""
-    meta = sess.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in meta:
-        raise ModelFileError(path, f"has no {METADATA_KEY!r} metadata", EXPECTED)
-    try:
-        info = ModelInfo.from_json(meta[METADATA_KEY])
-    except (ValueError, TypeError) as e:
-        raise ModelFileError(path, f"{METADATA_KEY!r} metadata is not ModelInfo JSON ({e})",
-                             EXPECTED) from None
-    inputs, outputs = sess.get_inputs(), sess.get_outputs()
-    if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
-        raise ModelFileError(path, f"has inputs {[i.name for i in inputs]} and outputs "
-                                   f"{[o.name for o in outputs]}",
-                             f"one input {INPUT_NAME!r} and an output {OUTPUT_NAME!r}")
-    shape = list(inputs[0].shape)
-    if (len(shape) != 4 or not all(isinstance(d, int) for d in shape) or shape[:2] != [1, 3]
-            or inputs[0].type != "tensor(float)"):
-        raise ModelFileError(path, f"input {INPUT_NAME!r} is {inputs[0].type} {shape}",
-                             "a static float32 [1, 3, H, W] input")
-    if (shape[2], shape[3]) != (info.input_height, info.input_width):
-        raise ModelFileError(path, f"graph input is {shape[2]}x{shape[3]} but its metadata says "
-                                   f"{info.input_height}x{info.input_width}",
-                             "consistent metadata (re-export the model)")
-    return info
+    inp = sess.get_inputs()
+    return graph_model_info(path, sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY),
+                            [i.name for i in inp], [o.name for o in sess.get_outputs()],
+                            list(inp[0].shape) if inp else [],
+                            bool(inp) and inp[0].type == "tensor(float)",
+                            inp[0].type if inp else "nothing", EXPECTED)
 
 
 def _open_session(path: str, options: Any, providers: List[str]) -> Any:
@@ -137,12 +118,7 @@ class OnnxEstimator(ImagePipelineMixin):
                          "CPUExecutionProvider"]
         self._session = _open_session(self.path, opts, providers)
         self.info = _session_info(self._session, self.path)
-        if input_size is not None and tuple(input_size) != self.input_size:
-            h, w = self.input_size
-            raise ModelFileError(self.path, f"has input size {h}x{w}",
-                                 f"{input_size[0]}x{input_size[1]} as requested (export that "
-                                 f"size with `dasp export --onnx --size "
-                                 f"{input_size[0]}x{input_size[1]}`)")
+        check_input_size(self.path, self.info, input_size)
         self.providers = list(self._session.get_providers())
         self.threads = threads
         self.precision = self._session.get_modelmeta().custom_metadata_map.get("precision", "fp32")
