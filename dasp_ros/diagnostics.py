@@ -24,9 +24,12 @@ OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels
 #: Counters the node keeps (all start at 0 and are reported).
 COUNTERS = (
     "frames_received", "frames_dropped", "frames_processed", "frames_published",
+    "messages_lost",  # the middleware's message-lost event: never reached the callback
+    "incompatible_qos",  # publishers whose QoS cannot match the inputs' (not heard at all)
     "frames_idle",  # nobody subscribed to any output: the model did not run
     "decode_errors", "decode_error_empty", "decode_error_encoding", "decode_error_size",
     "decode_error_too_large", "decode_error_corrupt",
+    "empty_frame_id",  # inputs without frame_id (outputs then have none unless frame_id set)
     "camera_info_received", "bad_camera_info", "camera_info_size_mismatch",
     "time_backwards", "inference_errors", "output_errors",
     "no_camera_info",  # frames whose points / depth camera_info were skipped for want of K

@@ -36,7 +36,7 @@ from dasp_core.runtime.base import ModelInfo  # noqa: E402
 from dasp_ros import image_codec as ic  # noqa: E402
 from dasp_ros import pointcloud as pc  # noqa: E402
 from dasp_ros.camera_info import scale_K  # noqa: E402
-from dasp_ros.depth_node import DepthNode, LatestSlot  # noqa: E402
+from dasp_ros.depth_node import DepthNode, LatestSlot, WarnThrottle, apply_range  # noqa: E402
 
 DOMAIN = 150 + os.getpid() % 80  # other test files use 50..99; Fast DDS allows up to 232
 TIMEOUT = 30.0
@@ -210,6 +210,29 @@ def test_latest_slot_keeps_only_newest():
     assert slot.take(None) is None  # closed: no wait
 
 
+def test_apply_range_follows_rep_117():
+    depth = np.array([[np.nan, -1.0, 0.0, 0.05, 0.1, 5.0, 80.0, 81.0, np.inf]], np.float32)
+    out = apply_range(depth, 0.1, 80.0)
+    expected = [np.nan, np.nan, np.nan, -np.inf, 0.1, 5.0, 80.0, np.inf, np.inf]
+    np.testing.assert_array_equal(out[0], np.array(expected, np.float32))
+    assert out.dtype == np.float32 and depth[0, 1] == -1.0  # input untouched
+    # min_range 0: nothing is "too close", non-positive depth is still invalid
+    np.testing.assert_array_equal(apply_range(np.array([0.0, 1e-6], np.float32), 0.0, 80.0),
+                                  np.array([np.nan, 1e-6], np.float32))
+
+
+def test_warn_throttle_is_per_kind():
+    now = [0.0]
+    t = WarnThrottle(5.0, clock=lambda: now[0])
+    assert t.ready("camera_info_zero_focal") and not t.ready("camera_info_zero_focal")
+    # another kind is not hidden by the first one (fx=0, then K all NaN, then fx<0)
+    assert t.ready("camera_info_non_finite") and t.ready("camera_info_negative_focal")
+    now[0] = 4.9
+    assert not t.ready("camera_info_zero_focal")
+    now[0] = 5.0
+    assert t.ready("camera_info_zero_focal")
+
+
 # ----------------------------------------------------------------------------- pub/sub
 
 def test_all_outputs_with_input_header(harness):
@@ -285,6 +308,7 @@ def test_network_resolution_and_dense_xyz(harness):
 
 
 def test_compressed_input_and_corrupt_jpeg(harness):
+    pytest.importorskip("simplejpeg")
     h = harness(FakeEstimator(), {"image_transport": "compressed"})
     rgb = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
     h.send_and_wait(ic.rgb8_to_compressed(rgb, "jpeg"), pub=h.jpeg_pub)
@@ -292,7 +316,63 @@ def test_compressed_input_and_corrupt_jpeg(harness):
     bad = CompressedImage(format="jpeg")
     bad.data = ic._bytes_array(np.frombuffer(b"\xff\xd8\xff\xe0not a jpeg at all" * 4, np.uint8))
     h.send_and_wait(bad, "decode_error_corrupt", pub=h.jpeg_pub)
+    # damaged scan data that OpenCV decodes with only a warning on stderr: counted, no depth
+    flipped = ic.rgb8_to_compressed(rgb, "jpeg")
+    flipped.data = ic._bytes_array(np.frombuffer(truncated_scan_jpeg(rgb), np.uint8))
+    n_depth = len(h.got["depth"])
+    h.send_and_wait(flipped, "decode_error_corrupt", pub=h.jpeg_pub)
+    h.spin_for(0.2)
+    assert len(h.got["depth"]) == n_depth and h.count("decode_error_corrupt") == 2
     h.send_and_wait(ic.rgb8_to_compressed(rgb, "png"), pub=h.jpeg_pub)  # still alive
+
+
+def truncated_scan_jpeg(rgb: np.ndarray) -> bytes:
+    """A JPEG of ``rgb`` whose scan data lost its second half: OpenCV still returns a picture."""
+    import cv2
+
+    data = cv2.imencode(".jpg", rgb)[1].tobytes()
+    sos = data.index(b"\xff\xda")
+    cut = sos + (len(data) - sos) // 2
+    damaged = data[:cut] + b"\xff\xd9"
+    assert cv2.imdecode(np.frombuffer(damaged, np.uint8), cv2.IMREAD_COLOR) is not None
+    return damaged
+
+
+def test_empty_frame_id_is_warned_counted_and_overridable(harness):
+    h = harness(FakeEstimator())
+    msg = h.image(stamp=3.0)
+    msg.header.frame_id = ""
+    h.send_and_wait(msg)
+    assert h.count("empty_frame_id") == 1 and h.got["depth"][-1].header.frame_id == ""
+    h2 = harness(FakeEstimator(), {"frame_id": "front_optical"})
+    h2.send_and_wait(msg)
+    assert h2.count("empty_frame_id") == 0
+    assert h2.got["depth"][-1].header.frame_id == "front_optical"
+
+
+def test_best_effort_publisher_is_reported_as_incompatible(harness):
+    """The default input QoS is reliable: a best-effort camera is not heard, and says so."""
+    from rclpy.qos import qos_profile_sensor_data
+
+    h = harness(FakeEstimator())
+    assert h.node.config.qos_reliability == "reliable"
+    pub = h.peer.create_publisher(Image, "image", qos_profile_sensor_data)
+    assert h.spin_until(lambda: h.count("incompatible_qos") >= 1)
+    h.peer.destroy_publisher(pub)
+    h.subscribe("diagnostics")
+    assert h.spin_until(lambda: any("incompatible qos" in d.status[0].message
+                                    for d in h.got["diagnostics"]))
+
+
+def test_middleware_losses_are_counted_and_reported(harness):
+    """The subscription's message-lost event feeds ``messages_lost`` and the diagnostics."""
+    import types
+
+    h = harness(FakeEstimator(), subscribe=("depth", "diagnostics"))
+    h.node._on_message_lost(types.SimpleNamespace(total_count=3, total_count_change=3))
+    assert h.count("messages_lost") == 3
+    assert h.spin_until(lambda: any("3 messages lost" in d.status[0].message
+                                    for d in h.got["diagnostics"]))
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -605,7 +685,8 @@ def test_cross_process_640x480_with_large_data(tmp_path):
     try:
         try:
             rclpy.init(context=c, domain_id=DOMAIN)
-            h = Harness(c, FakeEstimator(), {"fallback_fov_deg": 70.0, "points_decimation": 4},
+            h = Harness(c, FakeEstimator(), {"fallback_fov_deg": 70.0, "points_decimation": 4,
+                                             "qos_reliability": "best_effort"},
                         subscribe=("depth", "points"))
         finally:
             for k, v in saved.items():
