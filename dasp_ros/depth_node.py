@@ -22,7 +22,9 @@ as ``empty_frame_id``). Parameters: :mod:`dasp_ros.params`.
 
 Losses are counted, not silent: frames replaced in the slot (``frames_dropped``), messages the
 middleware reports lost before they reached us (``messages_lost``, the subscription's
-message-lost event) and publishers whose QoS cannot match ours (``incompatible_qos``).
+message-lost event), publisher sequence numbers we never saw (``sequence_gaps``: any loss
+before the callback, including the input queue overflowing while the executor was busy) and
+publishers whose QoS cannot match ours (``incompatible_qos``).
 
 Shutdown (:func:`main`): a signal only asks for it; the worker thread is stopped before the
 node and the context go, so no frame is published into a dead context.
@@ -48,7 +50,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -68,38 +70,15 @@ from dasp_ros import image_codec, pointcloud
 from dasp_ros.camera_info import (CameraInfoError, Intrinsics, RayCache,
                                   intrinsics_from_camera_info, intrinsics_from_fov,
                                   to_camera_info)
-from dasp_ros.diagnostics import NodeStats, diagnostic_summary, to_diagnostic_array
+from dasp_ros.diagnostics import (NodeStats, SequenceGaps, WarnThrottle, diagnostic_summary,
+                                  to_diagnostic_array)
 from dasp_ros.launch_spec import dds_environment_hints
 from dasp_ros.params import NodeConfig, declare_parameters, parameters_from_list
-from dasp_ros.shutdown import TEARDOWN_TIMEOUT_S, ShutdownRequest, exit_watchdog
+from dasp_ros.shutdown import NODE_TEARDOWN_S, ShutdownRequest, exit_watchdog
 
-__all__ = ["DepthNode", "LatestSlot", "WarnThrottle", "load_estimator", "apply_range", "main"]
+__all__ = ["DepthNode", "LatestSlot", "load_estimator", "apply_range", "main"]
 
-THROTTLE_S = 5.0  # seconds between repeats of one kind of warning
-
-
-class WarnThrottle:
-    """At most one warning per *kind* every ``period_s`` seconds (thread-safe).
-
-    rclpy throttles per call site, so one site that reports several kinds of problem (e.g.
-    ``fx=0`` then ``K all NaN``) would hide all but the first; here each kind has its own clock.
-    """
-
-    def __init__(self, period_s: float = THROTTLE_S, clock: Callable[[], float] = time.monotonic):
-        self._period = period_s
-        self._clock = clock
-        self._last: Dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def ready(self, kind: str) -> bool:
-        """True if a warning of ``kind`` may be logged now (and start its period)."""
-        now = self._clock()
-        with self._lock:
-            last = self._last.get(kind)
-            if last is not None and now - last < self._period:
-                return False
-            self._last[kind] = now
-            return True
+THROTTLE_S = 5.0  # seconds between repeats of the same kind of warning
 
 
 class LatestSlot:
@@ -244,7 +223,8 @@ class DepthNode(Node):
         self._reset_scale = False
         self._warned_no_info = False
         self._last_error_counts: Dict[str, int] = {}
-        self._throttle = WarnThrottle()
+        self._throttle = WarnThrottle(THROTTLE_S)
+        self._gaps = SequenceGaps()
 
         out_qos = _qos(cfg.output_qos_reliability, cfg.output_qos_depth)
         self._pubs = {
@@ -344,25 +324,34 @@ class DepthNode(Node):
 
     def _on_incompatible_qos(self, info: Any) -> None:
         self.stats.incr("incompatible_qos", int(info.total_count_change))
-        self._warn("incompatible_qos",
-                   f"a publisher's QoS cannot match this node's inputs (policy "
-                   f"{info.last_policy_kind}); with qos_reliability '{self._cfg.qos_reliability}'"
-                   " a best-effort publisher is not heard: set qos_reliability: best_effort "
-                   "for it")
+        policy = getattr(info.last_policy_kind, "name", str(info.last_policy_kind))
+        hint = (" (a best-effort camera is not heard by qos_reliability: reliable; set "
+                "qos_reliability: best_effort for it)" if "RELIABILITY" in policy else "")
+        self._warn("incompatible_qos", f"a publisher's QoS cannot match this node's inputs: "
+                                       f"{policy}{hint}; nothing from it is received")
 
-    def _enqueue(self, msg: Any, compressed: bool) -> None:
+    def _enqueue(self, msg: Any, compressed: bool, info: Any) -> None:
         now = time.monotonic()
         self.stats.incr("frames_received")
+        gid = info.get("publisher_gid") or {}
+        missed = self._gaps.missed(bytes(gid.get("data", b"")),
+                                   info.get("publication_sequence_number"))
+        if missed:
+            self.stats.incr("sequence_gaps", missed)
+            self._warn("sequence_gaps",
+                       f"{missed} image(s) from a publisher on {self._image_sub.topic_name} never "
+                       "arrived (sequence numbers skipped: lost in the middleware or dropped "
+                       "from the input queue while the node was busy)")
         self.stats.input_tick(now)
         self._check_stamp(msg.header)
         if self._slot.put(_Frame(msg, now, compressed)):
             self.stats.incr("frames_dropped")
 
-    def _on_image(self, msg: Image) -> None:
-        self._enqueue(msg, False)
+    def _on_image(self, msg: Image, info: Any) -> None:
+        self._enqueue(msg, False, info)
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self._enqueue(msg, True)
+    def _on_compressed(self, msg: CompressedImage, info: Any) -> None:
+        self._enqueue(msg, True, info)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.stats.incr("camera_info_received")
@@ -594,6 +583,7 @@ class DepthNode(Node):
         counters = snap.counters
         for key in ("decode_errors", "bad_camera_info", "inference_errors", "output_errors",
                     "time_backwards", "no_camera_info", "scale_pending", "messages_lost",
+                    "sequence_gaps",
                     "incompatible_qos", "empty_frame_id"):
             delta = counters.get(key, 0) - self._last_error_counts.get(key, 0)
             if delta > 0:
@@ -645,17 +635,28 @@ def main(args: Optional[list] = None) -> int:
         return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    # The executor spins in its own thread (blocked in rcl_wait, where Python signal handlers
+    # cannot run) so that the main thread, waiting on an Event, handles signals at once.
+    spinner = threading.Thread(target=spin, name="executor", daemon=True)
+    spinner.start()
     try:
-        while not stop.requested and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)  # returns to Python so the handler can run
-    except ExternalShutdownException:
-        pass
+        while not stop.wait(0.5) and spinner.is_alive():
+            pass
     finally:
-        with exit_watchdog(TEARDOWN_TIMEOUT_S, "depth_node shutdown", lambda: 0):
-            executor.remove_node(node)
+        # launch sends SIGTERM 5 s after SIGINT: end before that even if DDS teardown blocks
+        with exit_watchdog(NODE_TEARDOWN_S, "depth_node shutdown", lambda: 0):
+            executor.shutdown()  # wakes the executor thread; no callback runs after this
+            spinner.join()
             node.destroy_node()  # stops the worker first, then publishers and subscriptions
-            executor.shutdown()
-            rclpy.try_shutdown()
+            # keep our handlers: a late signal during DDS teardown must not kill us with -2/-15
+            rclpy.try_shutdown(uninstall_handlers=False)
     return 0
 
 

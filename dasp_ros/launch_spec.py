@@ -22,8 +22,10 @@ Decisions:
 * Environment: ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` unless the user set it (argument
   ``fastdds_large_data``). Fast DDS sends large best-effort samples between processes as UDP
   fragments that default socket buffers drop (a 640x480 image is ~0.9 MB; measured here: 2 of
-  30 frames arrive); LARGE_DATA uses shared memory / TCP for big samples (30 of 30). Other RMWs
-  ignore the variable. The camera driver's process must use the same setting: measured with
+  30 frames arrive); LARGE_DATA uses shared memory / TCP for big samples (30 of 30 at 640x480).
+  LARGE_DATA alone is not enough for 5-12 MP images with best-effort QoS (most are lost;
+  docs/large_images.md), hence the node's reliable input default. Other RMWs ignore the
+  variable. The camera driver's process must use the same setting: measured with
   rmw_fastrtps (Kilted), a LARGE_DATA participant and a default one do not communicate *at
   all*, and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` undoes LARGE_DATA (frames lost again);
   :func:`dds_environment_hints` says so at start.

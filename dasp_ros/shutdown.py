@@ -24,11 +24,12 @@ import sys
 import threading
 from typing import Callable, Iterator, Optional
 
-__all__ = ["ShutdownRequest", "exit_watchdog", "TEARDOWN_TIMEOUT_S"]
+__all__ = ["ShutdownRequest", "exit_watchdog", "TEARDOWN_TIMEOUT_S", "NODE_TEARDOWN_S"]
 
-#: Seconds the middleware teardown may take before the process exits anyway. Under
-#: ``ros2 launch`` a node gets 5 s after SIGINT before SIGTERM and 5 more before SIGKILL.
+#: Seconds the middleware teardown of the tools may take before the process exits anyway.
 TEARDOWN_TIMEOUT_S = 8.0
+#: The same for ``depth_node``: less than the 5 s launch waits after SIGINT before SIGTERM.
+NODE_TEARDOWN_S = 4.0
 
 
 class ShutdownRequest:
@@ -59,6 +60,11 @@ class ShutdownRequest:
     @property
     def requested(self) -> bool:
         return self._event.is_set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait up to ``timeout`` s for a request; True once requested. Signal handlers run
+        during the wait (unlike during a blocking rclpy wait), so call it from the main thread."""
+        return self._event.wait(timeout)
 
     def request(self) -> None:
         """Ask for shutdown from code (same effect as a signal)."""

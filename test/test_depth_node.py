@@ -36,7 +36,8 @@ from dasp_core.runtime.base import ModelInfo  # noqa: E402
 from dasp_ros import image_codec as ic  # noqa: E402
 from dasp_ros import pointcloud as pc  # noqa: E402
 from dasp_ros.camera_info import scale_K  # noqa: E402
-from dasp_ros.depth_node import DepthNode, LatestSlot, WarnThrottle, apply_range  # noqa: E402
+from dasp_ros.depth_node import DepthNode, LatestSlot, apply_range  # noqa: E402
+from dasp_ros.diagnostics import WarnThrottle  # noqa: E402
 
 DOMAIN = 150 + os.getpid() % 80  # other test files use 50..99; Fast DDS allows up to 232
 TIMEOUT = 30.0
@@ -312,7 +313,7 @@ def test_compressed_input_and_corrupt_jpeg(harness):
     h = harness(FakeEstimator(), {"image_transport": "compressed"})
     rgb = np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8)
     h.send_and_wait(ic.rgb8_to_compressed(rgb, "jpeg"), pub=h.jpeg_pub)
-    assert h.got["depth"][0].width == W
+    assert h.spin_until(lambda: h.got["depth"]) and h.got["depth"][0].width == W
     bad = CompressedImage(format="jpeg")
     bad.data = ic._bytes_array(np.frombuffer(b"\xff\xd8\xff\xe0not a jpeg at all" * 4, np.uint8))
     h.send_and_wait(bad, "decode_error_corrupt", pub=h.jpeg_pub)
@@ -343,9 +344,11 @@ def test_empty_frame_id_is_warned_counted_and_overridable(harness):
     msg = h.image(stamp=3.0)
     msg.header.frame_id = ""
     h.send_and_wait(msg)
+    assert h.spin_until(lambda: h.got["depth"])
     assert h.count("empty_frame_id") == 1 and h.got["depth"][-1].header.frame_id == ""
     h2 = harness(FakeEstimator(), {"frame_id": "front_optical"})
     h2.send_and_wait(msg)
+    assert h2.spin_until(lambda: h2.got["depth"])
     assert h2.count("empty_frame_id") == 0
     assert h2.got["depth"][-1].header.frame_id == "front_optical"
 
@@ -703,12 +706,16 @@ def test_cross_process_640x480_with_large_data(tmp_path):
         h.spin_until(lambda: proc.poll() is not None, timeout=120)
         out = proc.communicate(timeout=30)[0]
         assert proc.returncode == 0, out
-        h.spin_until(lambda: len(h.got["depth"]) >= h.count("frames_processed")
-                     and h.count("frames_received") > 0, timeout=10)
+        # every received frame is published or counted as dropped (the worker may fall behind
+        # on a loaded machine: the latest-frame policy then skips frames, and says how many)
+        settled = lambda: h.count("frames_received") > 0 and \
+            h.count("frames_processed") + h.count("frames_dropped") == \
+            h.count("frames_received") and len(h.got["depth"]) >= h.count("frames_processed")  # noqa: E731
+        assert h.spin_until(settled, timeout=30), h.node.stats.snapshot().counters
         received = h.count("frames_received")
         stamps = {m.header.stamp.sec for m in h.got["depth"]}
         assert received >= 0.8 * n, (received, h.node.stats.snapshot().counters)
-        assert len(stamps) >= 0.7 * n, (len(stamps), h.node.stats.snapshot().counters)
+        assert len(stamps) == h.count("frames_processed") >= 1
         assert h.got["depth"][0].width == 640 and h.got["points"]
     finally:
         if proc is not None and proc.poll() is None:
@@ -716,3 +723,25 @@ def test_cross_process_640x480_with_large_data(tmp_path):
         if h is not None:
             h.close()
         rclpy.shutdown(context=c)
+
+
+def test_sequence_gaps_count_what_never_reached_the_callback(harness):
+    from dasp_ros.diagnostics import SequenceGaps
+
+    g = SequenceGaps()
+    assert [g.missed("a", s) for s in (1, 2, 5, 6)] == [0, 0, 2, 0]
+    assert g.missed("b", 10) == 0 and g.missed("a", 1) == 0  # new publisher / restarted one
+    assert g.missed("a", None) == 0 and g.missed("a", 0) == 0  # RMW without sequence numbers
+    # the node reads the publisher's sequence numbers from the message info
+    h = harness(FakeEstimator(), subscribe=("depth", "diagnostics"))
+    for i in range(3):
+        h.send_and_wait(h.image(stamp=10.0 + i))
+    assert h.count("sequence_gaps") == 0
+    (last,) = h.node._gaps._last.values()
+    assert last >= 3  # Fast DDS reports them: a skipped one would be counted
+    info = {"publisher_gid": {"data": b"x"}, "publication_sequence_number": 1}
+    h.node._enqueue(h.image(stamp=20.0), False, info)
+    h.node._enqueue(h.image(stamp=21.0), False, dict(info, publication_sequence_number=4))
+    assert h.count("sequence_gaps") == 2
+    assert h.spin_until(lambda: any("2 sequence gaps" in d.status[0].message
+                                    for d in h.got["diagnostics"]))

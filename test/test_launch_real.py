@@ -85,11 +85,13 @@ class Stack:
         exe.parent.mkdir(parents=True)
         exe.write_text(f"#!{sys.executable}\n" + (
             "import json, os, signal, sys, time\n"
-            "signal.signal(signal.SIGINT, lambda *a: os._exit(0))\n"
+            "stop = []\n"
+            "signal.signal(signal.SIGINT, lambda *a: stop.append(1))\n"
             "with open(os.environ['FAKE_RVIZ_RECORD'], 'w') as f:\n"
             "    json.dump(sys.argv[1:], f)\n"
-            "while True:\n"
-            "    time.sleep(0.1)\n"))
+            "while not stop:\n"
+            "    time.sleep(0.1)\n"
+            "time.sleep(0.3)  # like a GUI closing\n"))
         exe.chmod(0o755)
         return prefix
 
@@ -237,7 +239,8 @@ def test_launch_runs_the_node_and_ends_cleanly_on_ctrl_c(stack, tmp_path):
     text = log.read_text()
     assert rc == 0, text
     for bad in ("Traceback", "KeyboardInterrupt", "context is invalid", "frame failed",
-                "[ERROR]", "SIGTERM", "SIGKILL"):
+                "[depth_node-1] [ERROR]", "[ERROR] [depth_node-1]", "[ERROR] [launch]",
+                "SIGTERM", "SIGKILL"):
         assert bad not in text, f"{bad!r} in the launch output:\n{text}"
     assert "[depth_node-1]: process has finished cleanly" in text, text
     _assert_nothing_left(env, tmp_path)

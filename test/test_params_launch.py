@@ -311,3 +311,13 @@ def test_readme_parameter_table_is_generated_from_params():
     assert start in readme and end in readme
     table = readme.split(start, 1)[1].split(end, 1)[0].strip()
     assert table == markdown_table().strip()
+
+
+def test_package_xml_leaves_rviz_to_the_machines_with_a_display():
+    """rosdep must not install RViz on a headless robot; rviz:=true checks for it instead."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(ROOT / "package.xml").getroot()
+    depends = {e.text for e in root if e.tag.endswith("depend")}
+    assert "rviz2" not in depends
+    assert {"rclpy", "sensor_msgs", "diagnostic_msgs", "launch", "launch_ros"} <= depends
