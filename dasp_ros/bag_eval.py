@@ -17,11 +17,17 @@ truth never crosses DDS). It writes:
 * ``strip.png`` (camera | depth | ground truth | error), ``drive.gif``, ``points.ply``.
 
 Scoring logic (:class:`OnlineEvaluator`) is plain Python and is tested without ROS.
+
+The command always ends on its own: it stops after ``--expected`` frames, ``--idle-timeout`` or
+``--duration`` (or SIGINT/SIGTERM), writes every result, prints the report, and only then tears
+the ROS node down, bounded by :func:`dasp_ros.shutdown.exit_watchdog` (Fast DDS's TCP transport
+can block that for ever; the process then exits 0 after saying so).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -38,6 +44,7 @@ from dasp_core.bagio import get_typestore, image_to_depth, stamp_to_ns
 from dasp_core.data.robotcar import points_to_depth_map
 from dasp_core.eval.metrics import MetricAccumulator, get_protocol
 from dasp_ros.bag_replay import iter_bag
+from dasp_ros.shutdown import TEARDOWN_TIMEOUT_S, exit_watchdog
 
 LOG = logging.getLogger("dasp.bag_eval")
 
@@ -325,8 +332,14 @@ class _Recorder:
 
 # ----------------------------------------------------------------------------- ROS node
 
-def run(args: argparse.Namespace) -> Dict[str, Any]:
-    """Subscribe, score until done (expected frames, idle timeout, duration or a signal), report."""
+def run(args: argparse.Namespace, teardown_timeout: Optional[float] = None) -> Dict[str, Any]:
+    """Subscribe, score until done (expected frames, idle timeout, duration or a signal), write
+    and print the report, then tear down.
+
+    Args:
+        teardown_timeout: bound the ROS teardown to this many seconds, then exit the *process*
+            with status 0 (results are written by then). For command-line use; None waits.
+    """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
@@ -334,9 +347,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
-    from dasp_core.ply import write_ply
     from dasp_ros.image_codec import image_to_array, msg_to_rgb8
-    from dasp_ros.pointcloud import read_points, unpack_rgb
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -426,6 +437,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     t_start = time.monotonic()
     if ready:
         ready.write_text("ready\n")
+    status = {"code": 1}  # exit status if the teardown has to be cut short
     try:
         while not state["stop"]:
             ex.spin_once(timeout_sec=0.05)
@@ -440,16 +452,34 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                 break
             if args.duration and now - t_start > args.duration:
                 break
-    finally:
-        node.destroy_node()
-        if own:
-            rclpy.shutdown()
         if recorder is not None:
             recorder.close()
+            recorder = None
+        summary = _write_results(ev, state, out_dir, args)
+        print(Path(summary["files"]["report"]).read_text(), flush=True)
+        status["code"] = 0
+    finally:
+        if recorder is not None:  # an error: keep what was recorded
+            recorder.close()
+        guard = exit_watchdog(teardown_timeout, "bag_eval teardown", lambda: status["code"]) \
+            if teardown_timeout else contextlib.nullcontext()
+        with guard:
+            ex.shutdown()
+            node.destroy_node()
+            if own:
+                rclpy.shutdown()
+    return summary
+
+
+def _write_results(ev: "OnlineEvaluator", state: Dict[str, Any], out_dir: Path,
+                   args: argparse.Namespace) -> Dict[str, Any]:
+    """metrics.json, report.md, points.ply and the pictures; returns the summary."""
+    from dasp_core.ply import write_ply
+    from dasp_ros.pointcloud import read_points, unpack_rgb
 
     summary = ev.summary()
     files: Dict[str, str] = {}
-    if recorder is not None:
+    if not args.no_record:
         files["outputs bag (mcap)"] = str(out_dir / "outputs")
     if state["cloud"] is not None:
         grid = read_points(state["cloud"]).reshape(-1)
@@ -503,12 +533,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args, _ros = build_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        summary = run(args)
+        run(args, teardown_timeout=TEARDOWN_TIMEOUT_S)
     except (FileNotFoundError, ValueError) as e:
         LOG.error("%s", e)
         return 2
-    print(Path(summary["files"]["report"]).read_text())
-    return 0
+    return 0  # run() printed the report
 
 
 if __name__ == "__main__":

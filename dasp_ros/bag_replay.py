@@ -8,11 +8,17 @@ exactly the recorded ones and replay costs no (de)serialisation. ``/clock`` carr
 time so nodes started with ``use_sim_time:=true`` follow it.
 
 The pacing logic (:class:`ReplaySchedule`) is plain Python and tested without ROS.
+
+The command always ends on its own: the message counts (or the error) are logged first, then
+the ROS node is torn down under :func:`dasp_ros.shutdown.exit_watchdog`, because Fast DDS's TCP
+transport (``LARGE_DATA``) can block ``rcl_node_fini`` for ever; after
+:data:`~dasp_ros.shutdown.TEARDOWN_TIMEOUT_S` the process exits with its status and says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -20,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+from dasp_ros.shutdown import TEARDOWN_TIMEOUT_S, exit_watchdog
 
 LOG = logging.getLogger("dasp.bag_replay")
 
@@ -103,7 +111,7 @@ def replay(bag: str, rate: float = 1.0, loop: bool = False, topics: Optional[Seq
            remaps: Optional[Dict[str, str]] = None, clock: bool = True, reliable: bool = True,
            wait_for_subscribers: int = 0, wait_timeout: float = 30.0,
            start_delay: float = 0.0, progress: bool = True, node_name: str = "dasp_bag_replay",
-           context=None) -> Dict[str, int]:
+           context=None, teardown_timeout: Optional[float] = None) -> Dict[str, int]:
     """Publish a bag's messages on live topics. Returns messages published per topic.
 
     Args:
@@ -116,6 +124,9 @@ def replay(bag: str, rate: float = 1.0, loop: bool = False, topics: Optional[Seq
         reliable: reliable QoS (default; best-effort subscribers still match), else best effort.
         wait_for_subscribers: before starting, wait until the first image-like topic has this
             many subscribers (so the first frames are not lost while a node starts).
+        teardown_timeout: bound the node's teardown to this many seconds, then exit the
+            *process* (``os._exit``) with status 0 (replay done) or 2 (error); the counts or
+            the error are logged before. For command-line use only; None waits.
     """
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy
@@ -131,6 +142,7 @@ def replay(bag: str, rate: float = 1.0, loop: bool = False, topics: Optional[Seq
                      else ReliabilityPolicy.BEST_EFFORT,
                      durability=DurabilityPolicy.VOLATILE)
     counts: Dict[str, int] = {}
+    status = {"code": 1}  # exit status if the teardown has to be cut short
     try:
         listing, _ = iter_bag(bag, topics)
         pubs = {}
@@ -180,10 +192,29 @@ def replay(bag: str, rate: float = 1.0, loop: bool = False, topics: Optional[Seq
             bar.close()
             if not loop:
                 break
+        if reliable:  # a process that exits right away would lose what is not yet delivered
+            from rclpy.duration import Duration
+            for pub in pubs.values():
+                if not pub.wait_for_all_acked(Duration(seconds=5.0)):
+                    LOG.warning("%s: not every subscriber acknowledged the last messages "
+                                "within 5 s", pub.topic_name)
+        status["code"] = 0
+        for topic, n in counts.items():
+            LOG.info("published %d messages on %s", n, topic)
+    except (FileNotFoundError, ValueError, TimeoutError) as e:
+        status["code"] = 2
+        LOG.error("%s", e)  # now: the teardown below may end the process
+        raise
+    except KeyboardInterrupt:
+        status["code"] = 130
+        raise
     finally:
-        node.destroy_node()
-        if own_context:
-            rclpy.shutdown()
+        guard = exit_watchdog(teardown_timeout, "bag_replay teardown", lambda: status["code"]) \
+            if teardown_timeout else contextlib.nullcontext()
+        with guard:
+            node.destroy_node()
+            if own_context:
+                rclpy.shutdown()
     return counts
 
 
@@ -208,20 +239,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     args, _ros_args = build_parser().parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        remaps = parse_remaps(args.remap)
+    except ValueError as e:
+        LOG.error("%s", e)
+        return 2
+    try:
         counts = replay(args.bag, rate=args.rate, loop=args.loop, topics=args.topics,
-                        remaps=parse_remaps(args.remap), clock=not args.no_clock,
+                        remaps=remaps, clock=not args.no_clock,
                         reliable=not args.best_effort,
                         wait_for_subscribers=args.wait_for_subscribers,
                         wait_timeout=args.wait_timeout, start_delay=args.start_delay,
-                        progress=not args.no_progress)
-    except (FileNotFoundError, ValueError, TimeoutError) as e:
-        LOG.error("%s", e)
-        return 2
+                        progress=not args.no_progress, teardown_timeout=TEARDOWN_TIMEOUT_S)
+    except (FileNotFoundError, ValueError, TimeoutError):
+        return 2  # replay() logged it
     except KeyboardInterrupt:
         return 130
-    for topic, n in counts.items():
-        LOG.info("published %d messages on %s", n, topic)
-    return 0
+    return 0 if counts else 1
 
 
 if __name__ == "__main__":

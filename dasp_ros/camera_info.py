@@ -33,7 +33,8 @@ __all__ = ["CameraInfoError", "Intrinsics", "scale_K", "scale_P", "intrinsics_fr
            "to_camera_info"]
 
 DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
-CAMERA_INFO_ERROR_REASONS = ("zero_focal", "non_finite", "distortion", "size")
+CAMERA_INFO_ERROR_REASONS = ("zero_focal", "negative_focal", "non_finite", "distortion",
+                             "size")
 
 
 class CameraInfoError(ValueError):
@@ -132,8 +133,9 @@ def intrinsics_from_camera_info(msg: Any, image_size: Optional[Tuple[int, int]] 
     if not (np.all(np.isfinite(K)) and np.all(np.isfinite(D))):
         raise CameraInfoError("non_finite", f"K or D contains NaN/Inf: K={K.ravel().tolist()}")
     if K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise CameraInfoError("zero_focal", f"focal length fx={K[0, 0]}, fy={K[1, 1]} must be "
-                                            "> 0 (uncalibrated camera?)")
+        reason = "negative_focal" if min(K[0, 0], K[1, 1]) < 0 else "zero_focal"
+        raise CameraInfoError(reason, f"focal length fx={K[0, 0]}, fy={K[1, 1]} must be > 0 "
+                                      "(uncalibrated camera?)")
     if D.size and np.any(D != 0) and model not in DISTORTION_MODELS:
         raise CameraInfoError("distortion", f"distortion_model {model!r} is not supported; "
                                             f"supported: {', '.join(DISTORTION_MODELS)}")

@@ -6,9 +6,9 @@ Topics (relative; remap or namespace them):
 ``image``              sensor_msgs/Image            input (``image_transport: raw``)
 ``image/compressed``   sensor_msgs/CompressedImage  input (``image_transport: compressed``)
 ``camera_info``        sensor_msgs/CameraInfo       input intrinsics (optional, see below)
-``depth``              sensor_msgs/Image 32FC1      metres; NaN invalid, +Inf beyond
-                                                    ``max_range``, -Inf closer than
-                                                    ``min_range`` (REP 117/118)
+``depth``              sensor_msgs/Image 32FC1      metres; NaN invalid (incl. depth <= 0),
+                                                    +Inf beyond ``max_range``, -Inf closer
+                                                    than ``min_range`` (REP 117/118)
 ``depth_mm``           sensor_msgs/Image 16UC1      millimetres, 0 invalid (REP 118)
 ``depth/camera_info``  sensor_msgs/CameraInfo       intrinsics of the output size
 ``depth/color``        sensor_msgs/Image bgr8       colourised inverse depth (for people)
@@ -17,7 +17,17 @@ Topics (relative; remap or namespace them):
 =====================  ===========================  ============================================
 
 Every output carries the input image's header (stamp and optical ``frame_id``, unless the
-``frame_id`` parameter overrides it). Parameters: :mod:`dasp_ros.params`.
+``frame_id`` parameter overrides it; an input without ``frame_id`` is warned about and counted
+as ``empty_frame_id``). Parameters: :mod:`dasp_ros.params`.
+
+Losses are counted, not silent: frames replaced in the slot (``frames_dropped``), messages the
+middleware reports lost before they reached us (``messages_lost``, the subscription's
+message-lost event), publisher sequence numbers we never saw (``sequence_gaps``: any loss
+before the callback, including the input queue overflowing while the executor was busy) and
+publishers whose QoS cannot match ours (``incompatible_qos``).
+
+Shutdown (:func:`main`): a signal only asks for it; the worker thread is stopped before the
+node and the context go, so no frame is published into a dead context.
 
 Threading (ours): the executor thread runs the subscription callbacks, which only *store* the
 newest message in a one-slot buffer (:class:`LatestSlot`; the message it replaces is counted
@@ -47,6 +57,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -59,13 +70,15 @@ from dasp_ros import image_codec, pointcloud
 from dasp_ros.camera_info import (CameraInfoError, Intrinsics, RayCache,
                                   intrinsics_from_camera_info, intrinsics_from_fov,
                                   to_camera_info)
-from dasp_ros.diagnostics import NodeStats, diagnostic_summary, to_diagnostic_array
+from dasp_ros.diagnostics import (NodeStats, SequenceGaps, WarnThrottle, diagnostic_summary,
+                                  to_diagnostic_array)
 from dasp_ros.launch_spec import dds_environment_hints
 from dasp_ros.params import NodeConfig, declare_parameters, parameters_from_list
+from dasp_ros.shutdown import NODE_TEARDOWN_S, ShutdownRequest, exit_watchdog
 
 __all__ = ["DepthNode", "LatestSlot", "load_estimator", "apply_range", "main"]
 
-THROTTLE_S = 5.0  # seconds between repeats of the same warning
+THROTTLE_S = 5.0  # seconds between repeats of the same kind of warning
 
 
 class LatestSlot:
@@ -111,13 +124,15 @@ class _Frame:
 def apply_range(depth: np.ndarray, min_range: float, max_range: float) -> np.ndarray:
     """Depth ``[H, W]`` metres → the ``depth`` output's values (REP 117).
 
-    NaN stays NaN (invalid), ``> max_range`` → +Inf (beyond range), ``< min_range`` → -Inf
-    (too close). Returns a new float32 array.
+    NaN stays NaN and depth ``<= 0`` becomes NaN (erroneous: no camera sees at or behind
+    itself), ``> max_range`` → +Inf (beyond range), ``0 < depth < min_range`` → -Inf (too
+    close). Returns a new float32 array.
     """
     out = np.array(depth, dtype=np.float32, copy=True)
     with np.errstate(invalid="ignore"):
         np.copyto(out, np.float32(np.inf), where=out > max_range)
         np.copyto(out, np.float32(-np.inf), where=out < min_range)
+        np.copyto(out, np.float32(np.nan), where=np.asarray(depth) <= 0)
     return out
 
 
@@ -208,6 +223,8 @@ class DepthNode(Node):
         self._reset_scale = False
         self._warned_no_info = False
         self._last_error_counts: Dict[str, int] = {}
+        self._throttle = WarnThrottle(THROTTLE_S)
+        self._gaps = SequenceGaps()
 
         out_qos = _qos(cfg.output_qos_reliability, cfg.output_qos_depth)
         self._pubs = {
@@ -223,13 +240,19 @@ class DepthNode(Node):
             self._warmup()
 
         in_qos = _qos(cfg.qos_reliability, cfg.qos_depth)
+        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost,
+                                            incompatible_qos=self._on_incompatible_qos)
         if cfg.image_transport == "compressed":
             self._image_sub = self.create_subscription(
-                CompressedImage, "image/compressed", self._on_compressed, in_qos)
+                CompressedImage, "image/compressed", self._on_compressed, in_qos,
+                event_callbacks=events)
         else:
-            self._image_sub = self.create_subscription(Image, "image", self._on_image, in_qos)
-        self._info_sub = self.create_subscription(CameraInfo, "camera_info",
-                                                  self._on_camera_info, in_qos)
+            self._image_sub = self.create_subscription(Image, "image", self._on_image, in_qos,
+                                                       event_callbacks=events)
+        self._info_sub = self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, in_qos,
+            event_callbacks=SubscriptionEventCallbacks(
+                incompatible_qos=self._on_incompatible_qos))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diag_timer = self.create_timer(cfg.diagnostics_period, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._worker_loop, name="depth_worker",
@@ -283,24 +306,54 @@ class DepthNode(Node):
         if self._last_stamp_ns is not None and stamp < self._last_stamp_ns:
             self.stats.incr("time_backwards")
             self._reset_scale = True  # a bag looped or the clock jumped: forget the history
-            self.get_logger().warning(
-                f"image stamp went backwards by {(self._last_stamp_ns - stamp) / 1e9:.3f} s "
-                "(bag loop or clock jump); temporal state reset", throttle_duration_sec=THROTTLE_S)
+            self._warn("time_backwards",
+                       f"image stamp went backwards by {(self._last_stamp_ns - stamp) / 1e9:.3f} "
+                       "s (bag loop or clock jump); temporal state reset")
         self._last_stamp_ns = stamp
 
-    def _enqueue(self, msg: Any, compressed: bool) -> None:
+    def _warn(self, kind: str, text: str) -> None:
+        """Log a warning unless one of the same ``kind`` was logged in the last THROTTLE_S."""
+        if self._throttle.ready(kind):
+            self.get_logger().warning(text)
+
+    def _on_message_lost(self, info: Any) -> None:
+        n = int(info.total_count_change)
+        self.stats.incr("messages_lost", n)
+        self._warn("messages_lost",
+                   f"{n} message(s) on {self._image_sub.topic_name} lost in the middleware "
+                   f"({info.total_count} so far): large best-effort images? Use "
+                   "qos_reliability: reliable with a reliable publisher")
+
+    def _on_incompatible_qos(self, info: Any) -> None:
+        self.stats.incr("incompatible_qos", int(info.total_count_change))
+        policy = getattr(info.last_policy_kind, "name", str(info.last_policy_kind))
+        hint = (" (a best-effort camera is not heard by qos_reliability: reliable; set "
+                "qos_reliability: best_effort for it)" if "RELIABILITY" in policy else "")
+        self._warn("incompatible_qos", f"a publisher's QoS cannot match this node's inputs: "
+                                       f"{policy}{hint}; nothing from it is received")
+
+    def _enqueue(self, msg: Any, compressed: bool, info: Any) -> None:
         now = time.monotonic()
         self.stats.incr("frames_received")
+        gid = info.get("publisher_gid") or {}
+        missed = self._gaps.missed(bytes(gid.get("data", b"")),
+                                   info.get("publication_sequence_number"))
+        if missed:
+            self.stats.incr("sequence_gaps", missed)
+            self._warn("sequence_gaps",
+                       f"{missed} image(s) from a publisher on {self._image_sub.topic_name} never "
+                       "arrived (sequence numbers skipped: lost in the middleware or dropped "
+                       "from the input queue while the node was busy)")
         self.stats.input_tick(now)
         self._check_stamp(msg.header)
         if self._slot.put(_Frame(msg, now, compressed)):
             self.stats.incr("frames_dropped")
 
-    def _on_image(self, msg: Image) -> None:
-        self._enqueue(msg, False)
+    def _on_image(self, msg: Image, info: Any) -> None:
+        self._enqueue(msg, False, info)
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self._enqueue(msg, True)
+    def _on_compressed(self, msg: CompressedImage, info: Any) -> None:
+        self._enqueue(msg, True, info)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.stats.incr("camera_info_received")
@@ -309,8 +362,8 @@ class DepthNode(Node):
             intrinsics_from_camera_info(msg, size, rectified=self._cfg.rectified)
         except CameraInfoError as e:
             self.stats.incr("bad_camera_info")
-            self.get_logger().warning(f"ignoring CameraInfo on {self._info_sub.topic_name}: {e}",
-                                      throttle_duration_sec=THROTTLE_S)
+            self._warn(f"camera_info_{e.reason}",
+                       f"ignoring CameraInfo on {self._info_sub.topic_name}: {e}")
             return
         with self._cam_lock:
             if self._camera_info is None:
@@ -376,7 +429,7 @@ class DepthNode(Node):
                     intr = intrinsics_from_camera_info(info_msg, (width, height), cfg.rectified)
                 except CameraInfoError as e:  # validated on arrival; kept for safety
                     self.stats.incr("bad_camera_info")
-                    self.get_logger().warning(str(e), throttle_duration_sec=THROTTLE_S)
+                    self._warn(f"camera_info_{e.reason}", str(e))
                     return None
                 with self._cam_lock:
                     self._intr_cache[key] = intr
@@ -384,9 +437,9 @@ class DepthNode(Node):
                       or int(info_msg.roi.width) > 0)
             if info_size[0] > 0 and not binned and info_size != (width, height):
                 self.stats.incr("camera_info_size_mismatch")
-                self.get_logger().warning(
-                    f"CameraInfo is {info_size[0]}x{info_size[1]} but the image is "
-                    f"{width}x{height}; rescaling the intrinsics", throttle_duration_sec=THROTTLE_S)
+                self._warn("camera_info_size_mismatch",
+                           f"CameraInfo is {info_size[0]}x{info_size[1]} but the image is "
+                           f"{width}x{height}; rescaling the intrinsics")
             return intr
         if cfg.fallback_fov_deg > 0:
             if intr is None:
@@ -399,6 +452,12 @@ class DepthNode(Node):
     def _header(self, msg: Any, cfg: NodeConfig) -> Header:
         if cfg.frame_id:
             return Header(stamp=msg.header.stamp, frame_id=cfg.frame_id)
+        if not msg.header.frame_id:
+            self.stats.incr("empty_frame_id")
+            self._warn("empty_frame_id",
+                       f"image on {self._image_sub.topic_name} has an empty frame_id: the outputs "
+                       "have no TF frame (RViz and TF users cannot place them); fix the camera "
+                       "driver or set the frame_id parameter")
         return msg.header
 
     def _process(self, frame: _Frame) -> None:
@@ -417,8 +476,7 @@ class DepthNode(Node):
         except image_codec.ImageDecodeError as e:
             stats.incr("decode_errors")
             stats.incr(f"decode_error_{e.reason}")
-            log.warning(f"skipping image on {self._image_sub.topic_name}: {e}",
-                        throttle_duration_sec=THROTTLE_S)
+            self._warn(f"decode_{e.reason}", f"skipping image on {self._image_sub.topic_name}: {e}")
             return
         t_decoded = time.perf_counter()
         stats.add_latency("decode", t_decoded - t0)
@@ -462,9 +520,8 @@ class DepthNode(Node):
             depth_m = self._scaler.apply(depth)
         if depth_m is None:
             stats.incr("scale_pending")
-            log.warning("scale_mode camera_height: no ground plane fitted yet "
-                        f"({'no intrinsics' if intr is None else 'fit failed'}); "
-                        "not publishing", throttle_duration_sec=THROTTLE_S)
+            self._warn("scale_pending", "scale_mode camera_height: no ground plane fitted yet "
+                       f"({'no intrinsics' if intr is None else 'fit failed'}); not publishing")
             return
         depth32 = apply_range(depth_m, cfg.min_range, cfg.max_range)
         header = self._header(frame.msg, cfg)
@@ -527,7 +584,9 @@ class DepthNode(Node):
         problems = []
         counters = snap.counters
         for key in ("decode_errors", "bad_camera_info", "inference_errors", "output_errors",
-                    "time_backwards", "no_camera_info", "scale_pending"):
+                    "time_backwards", "no_camera_info", "scale_pending", "messages_lost",
+                    "sequence_gaps",
+                    "incompatible_qos", "empty_frame_id"):
             delta = counters.get(key, 0) - self._last_error_counts.get(key, 0)
             if delta > 0:
                 problems.append(f"{delta} {key.replace('_', ' ')} since last report")
@@ -561,25 +620,48 @@ class DepthNode(Node):
 
 
 def main(args: Optional[list] = None) -> int:
-    """Console script ``depth_node`` (``ros2 run dasp_ros depth_node --ros-args ...``)."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    """Console script ``depth_node`` (``ros2 run dasp_ros depth_node --ros-args ...``).
 
-    rclpy.init(args=args)
+    Returns 0 after a shutdown by SIGINT/SIGTERM (also repeated ones), 1 when the node cannot
+    start (bad parameter, model or backend).
+    """
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+
+    # rclpy's handlers would shut the context down under the running worker thread
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    log = rclpy.logging.get_logger("depth_node")
+    stop = ShutdownRequest(on_repeat=lambda _sig: None)  # a 2nd Ctrl-C must not interrupt clean-up
     try:
         node = DepthNode()
     except (DaspError, FileNotFoundError, RuntimeError) as e:  # bad parameter / model / backend
-        rclpy.logging.get_logger("depth_node").fatal(f"cannot start: {e}")
+        log.fatal(f"cannot start: {e}")
         rclpy.try_shutdown()
         return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+
+    def spin() -> None:
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    # The executor spins in its own thread (blocked in rcl_wait, where Python signal handlers
+    # cannot run) so that the main thread, waiting on an Event, handles signals at once.
+    spinner = threading.Thread(target=spin, name="executor", daemon=True)
+    spinner.start()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.wait(0.5) and spinner.is_alive():
+            pass
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        # launch sends SIGTERM 5 s after SIGINT: end before that even if DDS teardown blocks
+        with exit_watchdog(NODE_TEARDOWN_S, "depth_node shutdown", lambda: 0):
+            executor.shutdown()  # wakes the executor thread; no callback runs after this
+            spinner.join()
+            node.destroy_node()  # stops the worker first, then publishers and subscriptions
+            # keep our handlers: a late signal during DDS teardown must not kill us with -2/-15
+            rclpy.try_shutdown(uninstall_handlers=False)
     return 0
 
 

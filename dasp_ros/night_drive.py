@@ -115,12 +115,18 @@ def run(args: argparse.Namespace) -> int:
         steps.update(1)
 
         steps.set_postfix_str(f"replaying {args.frames} frames at {args.rate}x")
-        from dasp_ros.bag_replay import replay
-        os.environ.update(env)
+        # its own process, like the others: its teardown is bounded (bag_replay's watchdog);
         # two subscribers on the image topic: the node and the evaluator
-        replay(str(bag), rate=args.rate, wait_for_subscribers=2, wait_timeout=120,
-               start_delay=1.0, progress=True,
-               topics=["/camera/image_raw", "/camera/camera_info", "/tf"])
+        replay_cmd = [sys.executable, "-m", "dasp_ros.bag_replay", str(bag), "--rate",
+                      str(args.rate), "--wait-for-subscribers", "2", "--wait-timeout", "120",
+                      "--start-delay", "1.0", "--no-progress", "--topics", "/camera/image_raw",
+                      "/camera/camera_info", "/tf"]
+        replayer = subprocess.Popen(replay_cmd, env=env, stdout=open(out / "bag_replay.log", "w"),
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        procs.append(replayer)
+        rc = replayer.wait(timeout=180 + args.frames / max(args.rate, 0.05))
+        if rc != 0:
+            raise RuntimeError(f"bag_replay failed ({rc}); see {out / 'bag_replay.log'}")
         steps.update(1)
 
         steps.set_postfix_str("collecting outputs")

@@ -148,9 +148,12 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     P("image_transport", str, "raw", "Input: raw subscribes sensor_msgs/Image on 'image', "
       "compressed subscribes sensor_msgs/CompressedImage on 'image/compressed'.",
       choices=("raw", "compressed")),
-    P("qos_reliability", str, "best_effort", "Reliability of the image and camera_info "
-      "subscriptions (best_effort = sensor-data QoS; reliable matches only reliable "
-      "publishers).", choices=("best_effort", "reliable")),
+    P("qos_reliability", str, "reliable", "Reliability of the image and camera_info "
+      "subscriptions: reliable (default; 5-12 MP images are retransmitted instead of lost; "
+      "needs a reliable publisher, a best-effort one is counted as incompatible_qos) or "
+      "best_effort (hears every publisher; large images are mostly lost, counted as "
+      "messages_lost).",
+      choices=("best_effort", "reliable")),
     P("qos_depth", int, 5, "History depth of the input subscriptions (the node keeps only "
       "the newest frame anyway).", lo=1, hi=100),
     P("rectified", bool, False, "Input images are rectified (image_rect): use CameraInfo P as "
@@ -158,7 +161,7 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     P("max_input_pixels", int, 7680 * 4320, "Reject larger input images (counted as "
       "decode_error_too_large).", lo=1, hi=1 << 28),
     P("frame_id", str, "", "frame_id of the outputs; empty = the input image's (its optical "
-      "frame)."),
+      "frame; an image without one is warned about and counted as empty_frame_id)."),
     P("fallback_fov_deg", float, 0.0, "Horizontal field of view [deg] used as intrinsics when "
       "no valid CameraInfo has arrived; 0 = none (point clouds are skipped until one does).",
       dynamic=True, lo=0.0, hi=179.0),
@@ -170,7 +173,7 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
       "publishers also serve best-effort subscribers).", choices=("best_effort", "reliable")),
     P("output_qos_depth", int, 1, "History depth of the outputs.", lo=1, hi=100),
     P("publish_depth", bool, True, "Publish 'depth' (32FC1 metres, NaN invalid, +Inf beyond "
-      "max_range, -Inf closer than min_range; REP 117/118).", dynamic=True),
+      "max_range, -Inf closer than min_range, NaN for depth <= 0; REP 117/118).", dynamic=True),
     P("publish_depth_mm", bool, False, "Publish 'depth_mm' (16UC1 millimetres, 0 invalid or "
       "out of range).", dynamic=True),
     P("publish_color", bool, True, "Publish 'depth/color' (bgr8 colourised inverse depth).",

@@ -228,6 +228,28 @@ def test_truncated_jpeg_never_raises_anything_but_decode_error():
             assert e.reason in ("corrupt", "empty")
 
 
+def test_jpeg_libjpeg_reports_as_damaged_is_corrupt_not_a_picture():
+    """OpenCV returns a picture for these (and only prints libjpeg's warning); we refuse it."""
+    pytest.importorskip("simplejpeg")
+    smooth = cv2.GaussianBlur(np.kron(_rgb(6, 8, 7), np.ones((16, 16, 1), np.uint8)), (9, 9), 3)
+    good = bytes(ic.rgb8_to_compressed_fields(smooth, "jpeg", quality=90)["data"])
+    out = ic.compressed_to_rgb8(Msg(format="jpeg", data=array.array("B", good)))
+    np.testing.assert_array_equal(out, cv2.imdecode(np.frombuffer(good, np.uint8),
+                                                    cv2.IMREAD_COLOR)[..., ::-1])
+    grey = cv2.imencode(".jpg", smooth[..., 0])[1].tobytes()
+    out = ic.compressed_to_rgb8(Msg(format="mono8; jpeg", data=array.array("B", grey)))
+    assert out.shape == smooth.shape and np.array_equal(out[..., 0], out[..., 2])
+
+    scan = good.index(b"\xff\xda")
+    truncated = good[:scan + (len(good) - scan) // 2] + b"\xff\xd9"
+    extraneous = good[:-2] + b"\x12\x34\x56" + good[-2:]  # bytes before the EOI marker
+    for damaged in (truncated, extraneous):
+        assert cv2.imdecode(np.frombuffer(damaged, np.uint8), cv2.IMREAD_COLOR) is not None
+        with pytest.raises(ic.ImageDecodeError, match="Corrupt JPEG data|Premature end") as e:
+            ic.compressed_to_rgb8(Msg(format="jpeg", data=array.array("B", damaged)))
+        assert e.value.reason == "corrupt"
+
+
 def test_image_fields_rejects_wrong_dtype():
     with pytest.raises(ValueError, match="32FC1"):
         ic.image_fields(np.zeros((2, 2), np.float64), "32FC1")
