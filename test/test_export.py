@@ -184,8 +184,10 @@ def test_zero_pad_relu_decoder_exports_exactly_and_stays_in_nchwc(info, tmp_path
     layout conversions than the monodepth2 decoder, whose reflection Pad and ELU ops force
     a ReorderInput/ReorderOutput pair around every decoder conv)."""
     torch.manual_seed(1)
+    # init_depth=None: PyTorch's zero-centred head bias, so that the scaled head spreads the
+    # disparity over the sigmoid's range and the parity check below covers all of it
     net = DepthNet(DepthNetConfig(encoder="resnet18", decoder_padding="zeros",
-                                  decoder_activation="relu")).eval()
+                                  decoder_activation="relu", init_depth=None)).eval()
     with torch.no_grad():
         net.decoder.heads["0"].weight.mul_(30.0)
     path = eo.export_depth_net(net, info, tmp_path / "zr.onnx")
