@@ -144,9 +144,9 @@ class OnlineEvaluator:
     def __post_init__(self) -> None:
         p = get_protocol(self.protocol)
         self._proto = p
-        self._acc = MetricAccumulator(p.min_depth, p.max_depth, median_scaling=True, bins=p.bins)
-        self._acc_metric = MetricAccumulator(p.min_depth, p.max_depth, median_scaling=False,
-                                             bins=p.bins)
+        # the protocol's own median rule too (md4all: torch.median's lower middle value)
+        self._acc = MetricAccumulator.for_protocol(p, median_scaling=True)
+        self._acc_metric = MetricAccumulator.for_protocol(p, median_scaling=False)
         self._gt_stamps = np.array(sorted(self.gt), dtype=np.int64)
         self._images: Dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
