@@ -272,3 +272,18 @@ def test_synthetic_disk_cache_returns_the_rendered_frames(tmp_path):
                                  cfg=SyntheticConfig(height=32, width=64),
                                  cache_dir=str(tmp_path))
     assert other.frames_per_sequence == 4 and other.cache_dir != cached.cache_dir
+
+
+def test_odometry_training_asks_rosbag_readers_for_posed_clips_only(monkeypatch):
+    import dasp_core.data.registry as registry
+    from dasp_core.train import loader
+
+    seen = []
+    monkeypatch.setattr(registry, "build_dataset", lambda spec, key: seen.append(spec) or [])
+    monkeypatch.setattr(loader, "wrap_reader", lambda reader, cfg, train: reader)
+    specs = [{"kind": "rosbag", "path": "a"}, {"kind": "rosbag", "path": "b",
+                                               "require_poses": False}, {"kind": "folder"}]
+    loader.build_dataset(specs, "data.day_train", tiny_cfg("pose.source=odometry"), True)
+    assert [s.get("require_poses") for s in seen[0]] == [True, False, None]
+    loader.build_dataset(specs, "data.day_train", tiny_cfg(), True)  # posenet: untouched
+    assert "require_poses" not in seen[1][0]

@@ -129,8 +129,22 @@ def build_dataset(spec: Any, key: str, cfg: TrainingConfig, train: bool) -> Any:
     :func:`wrap_reader` (network size, augmentation for training, bad-sample skipping)."""
     from dasp_core.data.registry import build_dataset as build_reader
 
-    reader = build_reader(_with_offsets(spec, cfg.data.offsets if train else [0]), key)
-    return wrap_reader(reader, cfg, train)
+    spec = _with_offsets(spec, cfg.data.offsets if train else [0])
+    if train and cfg.pose.source == "odometry":
+        spec = _require_poses(spec)
+    return wrap_reader(build_reader(spec, key), cfg, train)
+
+
+def _require_poses(spec: Any) -> Any:
+    """rosbag2 entries keep only clips with camera poses when training uses odometry (a clip
+    outside the odometry's time range would otherwise stop training); an explicit
+    ``require_poses`` in the config wins."""
+    if isinstance(spec, (list, tuple)):
+        return [_require_poses(s) for s in spec]
+    if spec.get("kind") == "rosbag":
+        spec = dict(spec)
+        spec.setdefault("require_poses", True)
+    return spec
 
 
 def target_index(spec: Any, default: Sequence[int]) -> int:
