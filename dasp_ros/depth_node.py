@@ -662,6 +662,7 @@ def main(args: Optional[list] = None) -> int:
             node.destroy_node()  # stops the worker first, then publishers and subscriptions
             # keep our handlers: a late signal during DDS teardown must not kill us with -2/-15
             rclpy.try_shutdown(uninstall_handlers=False)
+        stop.ignore_from_now()
     return 0
 
 

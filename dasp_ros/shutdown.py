@@ -66,6 +66,16 @@ class ShutdownRequest:
         during the wait (unlike during a blocking rclpy wait), so call it from the main thread."""
         return self._event.wait(timeout)
 
+    def ignore_from_now(self) -> None:
+        """Ignore SIGINT/SIGTERM for the rest of the process (call when clean-up is done).
+
+        Python's finalisation resets *Python-level* handlers to the default, so a late Ctrl-C
+        (launch forwards one more) would otherwise kill the exiting process with status -2;
+        ignored signals are left ignored.
+        """
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
     def request(self) -> None:
         """Ask for shutdown from code (same effect as a signal)."""
         self._event.set()

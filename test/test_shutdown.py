@@ -65,10 +65,14 @@ def test_repeated_signals_request_shutdown_once_without_traceback():
             os.kill(os.getpid(), sig)
             time.sleep(0.05)
         print(stop.requested, stop.signal == signal.SIGINT, len(repeats), flush=True)
+        stop.ignore_from_now()  # clean-up done: a late Ctrl-C must not kill the exit
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        print("alive", flush=True)
     """)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert out.split() == ["True", "True", "2"] and "Traceback" not in err
+    assert out.split() == ["True", "True", "2", "alive"] and "Traceback" not in err
 
 
 def test_depth_node_two_sigints_end_cleanly(tmp_path):
