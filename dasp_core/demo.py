@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="", help="model file (default: the shipped ONNX model)")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch",
-                                                         "tensorrt"))
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino",
+                                                         "torch", "tensorrt"))
     p.add_argument("--frames", type=int, default=40)
     p.add_argument("--size", default="240x800", help="camera size HxW")
     p.add_argument("--seed", type=int, default=10_000, help="night test seed (>= 10000)")

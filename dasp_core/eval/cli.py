@@ -69,12 +69,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-samples", type=int, default=8,
                    help="write N image|prediction|GT|error strips (default 8; 0 = none)")
     p.add_argument("--backend", default="auto",
-                   choices=("auto", "torch", "onnxruntime", "tensorrt"),
+                   choices=("auto", "torch", "onnxruntime", "openvino", "tensorrt"),
                    help="inference backend (default: from the model file)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | gpu | gpu:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of the backend")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
-                   help="inference precision (backends that support it)")
+    p.add_argument("--precision", default="fp32",
+                   choices=("fp32", "fp16", "bf16", "int8", "auto"),
+                   help="inference precision, honoured exactly or refused (default fp32: the "
+                        "reference; bf16/int8 measure what a reduced precision costs)")
     p.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="override the network input size (default: from the model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
