@@ -73,15 +73,19 @@ def camera_main(args: argparse.Namespace) -> int:
     """Child: publish images + CameraInfo at ``--rate``, record output arrivals, write JSON."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from dasp_ros.image_codec import array_to_image
 
     rclpy.init(domain_id=args.domain)
     node = rclpy.create_node("bench_camera", namespace=args.ns)
-    img_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
-    info_pub = node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+    # reliable, like the node's default input (qos_reliability: reliable): a best-effort
+    # publisher is not heard by a reliable subscription at all
+    qos = QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST,
+                     reliability=ReliabilityPolicy.RELIABLE)
+    img_pub = node.create_publisher(Image, "image", qos)
+    info_pub = node.create_publisher(CameraInfo, "camera_info", qos)
     arrivals: Dict[str, List[Tuple[float, float]]] = {"depth": [], "points": [], "other": []}
 
     def on(kind: str):
