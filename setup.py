@@ -24,7 +24,7 @@ ROS = ["ros-rclpy[fastrtps]==9.1.2", "ros-sensor-msgs", "ros-std-msgs", "ros-geo
 # osrf-pycommon and lark: what the upstream launch stack in ../shared/upstream/ros2_launch
 # needs from the package index for the tests that run the launch file through it
 TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "osrf-pycommon==2.0.2",
-        "lark==1.3.1"]
+        "lark==1.3.1", "pytest-rerunfailures==15.1"]
 
 setup(
     name=PACKAGE,
