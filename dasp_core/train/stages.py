@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dasp_core.errors import DatasetError
 from dasp_core.geometry import disp_to_depth, warp_image
 from dasp_core.losses import (consistency_3d_loss, discriminator_loss, edge_aware_smoothness,
                               generator_loss, min_reprojection_loss, photometric_error)
@@ -91,8 +92,8 @@ class StageNets:
     """The networks a step uses.
 
     ``depth``/``pose``/``disc`` may be DDP wrappers (gradients are synchronised through them);
-    ``pose`` is None when the camera motion comes from odometry; ``disc_plain`` is the unwrapped discriminator, used in the generator step where its
-    parameters are frozen and no gradient sync is wanted; ``teacher`` is the frozen day model.
+    ``pose`` is None when the camera motion comes from odometry; ``disc_plain`` is the
+    unwrapped discriminator, used in the generator step where its parameters are frozen and no gradient sync is wanted; ``teacher`` is the frozen day model.
     """
 
     depth: nn.Module
@@ -195,6 +196,14 @@ def _downsample(img: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     return F.interpolate(img, size=size, mode="area")  # box filter: exact for 2^s factors
 
 
+def _upsample(disp: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """A decoder scale's disparity ``[B, 1, h, w]`` at full resolution (monodepth2's rule:
+    every scale is scored at the input size)."""
+    if tuple(disp.shape[-2:]) == tuple(size):
+        return disp
+    return F.interpolate(disp, size=size, mode="bilinear", align_corners=False)
+
+
 def self_supervised_terms(disps: Sequence[torch.Tensor], scales: Sequence[int],
                           target: torch.Tensor, sources: Sequence[torch.Tensor],
                           T_s_t: Sequence[torch.Tensor], K: torch.Tensor, cfg: TrainingConfig
@@ -219,8 +228,7 @@ def self_supervised_terms(disps: Sequence[torch.Tensor], scales: Sequence[int],
     photo, smooth = [], []
     stats: Dict[str, float] = {}
     for disp, s in zip(disps, scales):
-        disp_full = disp if disp.shape[-2:] == (H, W) else F.interpolate(
-            disp, size=(H, W), mode="bilinear", align_corners=False)
+        disp_full = _upsample(disp, (H, W))
         _, depth = disp_to_depth(disp_full, dc.min_depth, dc.max_depth)
         warped, valid = [], []
         for src, T in zip(sources, T_s_t):
@@ -393,8 +401,6 @@ def supervised_depth_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg: 
         batch: ``frames``/``frames_aug`` ``[B, T, 3, H, W]``, ``depth`` ``[B, 1, H, W]`` metres
             (0 invalid) of the target, ``has_depth`` ``[B]``.
     """
-    from dasp_core.errors import DatasetError
-
     if not bool(batch["has_depth"].all()):
         raise DatasetError("train.supervision=depth needs ground-truth depth in every training "
                            "clip; this batch has clips without it")
@@ -410,9 +416,7 @@ def supervised_depth_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg: 
     terms = []
     disps = run_depth(nets.depth, net_in, amp)
     for disp in disps:
-        full = disp if disp.shape[-2:] == (H, W) else F.interpolate(
-            disp, size=(H, W), mode="bilinear", align_corners=False)
-        _, depth = disp_to_depth(full, dc.min_depth, dc.max_depth)
+        _, depth = disp_to_depth(_upsample(disp, (H, W)), dc.min_depth, dc.max_depth)
         terms.append((depth.log() - log_gt).abs()[valid].mean())
     res = StepResult()
     res.add("supervised_log_l1", torch.stack(terms).mean(), 1.0)

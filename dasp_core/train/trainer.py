@@ -314,7 +314,8 @@ class Trainer:
         params = list(self.depth.parameters())
         if self.pose is not None:
             params += list(self.pose.parameters())
-        self.opt_g = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.opt_g = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas),
+                                      weight_decay=o.weight_decay)
         self.opt_d = (torch.optim.Adam(self.disc.parameters(), lr=o.disc_lr,
                                        betas=tuple(o.disc_betas))
                       if self.disc is not None else None)
@@ -730,8 +731,8 @@ class Trainer:
         per_image: List[Dict[str, float]] = []
         metric_raw: List[Dict[str, float]] = []
         scales: List[float] = []
-        metric_model = self._scale_source()[0] != "none"
-        factor = self.model_info().scale_factor  # 1 unless the scale is recovered from speed
+        source, factor = self._scale_source()  # factor 1 unless recovered from speed
+        metric_model = source != "none"
         for i, batch in enumerate(loader):
             if v.max_batches and i >= v.max_batches:
                 break
@@ -739,8 +740,7 @@ class Trainer:
             if gap is None and frames.shape[0] > 1:  # train mode needs batch statistics
                 with self.amp_ctx():
                     gap = train_eval_gap(self.depth, frames, lambda d: disp_to_depth(
-                        d, dc.min_depth, dc.max_depth)[1])
-                self.depth.eval()
+                        d, dc.min_depth, dc.max_depth)[1])  # restores eval mode
             with self.amp_ctx():
                 disp = self.depth(frames)[0]
             _, depth = disp_to_depth(disp.float(), dc.min_depth, dc.max_depth)

@@ -43,7 +43,7 @@ class SyntheticClipDataset:
         cache_dir: optional folder of rendered frames on disk (one ``.npz`` per frame under a
             digest of the renderer settings): a frame is rendered once per machine, so
             restarts, resumed runs and every run of a benchmark read instead of rendering
-            (rendering a 96x320 frame costs ~15-30 ms of CPU that training needs).
+            (docs/synthetic.md: 50-75 ms of one core per 192x640 frame, CPU training needs).
 
     Item ``i`` is the clip whose target is the ``i``-th valid target frame, sequences in the
     order of ``seeds``. Clips carry depth, poses, speed, ``dt`` and the masks of the target.
