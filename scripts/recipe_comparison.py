@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmark_dasp import run_seconds  # noqa: E402  (the same file-time rule for reused runs)
 
 #: name -> (overrides, what it tests). "recipe" is config/train_synthetic_small.yaml as shipped.
 VARIANTS: Dict[str, tuple] = {
@@ -84,9 +86,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         run = out / name
         minutes = float("nan")
         if args.skip_existing and (run / "final.pt").is_file():
-            # reused run: its training time from file times (config.yaml first, final.pt last)
-            minutes = ((run / "final.pt").stat().st_mtime
-                       - (run / "config.yaml").stat().st_mtime) / 60
+            # reused run: its training time from its file times
+            minutes = run_seconds(run, run / "final.pt") / 60
         else:
             cmd = [sys.executable, "-m", "dasp_core.cli", "train", args.config, "--out", str(run),
                    f"experiment.seed={args.seed}", f"train.max_steps={args.steps}",
