@@ -29,6 +29,23 @@ from typing import List, Optional
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def copy_training_logs(night_dir: Path, dest: Path) -> List[Path]:
+    """Copy the night run's ``train.log`` and its day run's (the folder of the night config's
+    ``train.day_checkpoint``) to ``dest`` as ``night_train.log`` / ``day_train.log``."""
+    import shutil
+
+    from dasp_core.checkpoint import read_checkpoint
+
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    tc = read_checkpoint(night_dir / "final.pt").get("train_config") or {}
+    day_ckpt = (tc.get("train") or {}).get("day_checkpoint")
+    for name, folder in (("night", night_dir), ("day", Path(day_ckpt).parent if day_ckpt else None)):
+        if folder is not None and (folder / "train.log").is_file():
+            out.append(Path(shutil.copy(folder / "train.log", dest / f"{name}_train.log")))
+    return out
+
+
 def run(cmd: List[str]) -> None:
     print("$", shlex.join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
@@ -163,6 +180,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 str(args.eval_sequences), "--out", str(ev_dir / "day"), "--label",
                 "dasp_demo (day)", "--save-samples", "0", "--no-progress",
                 "--backend", "onnxruntime"])
+    logs = copy_training_logs(night_dir, ROOT / "docs" / "demo_model_logs")
     night_md = (ev_dir / "eval.md").read_text()
     day_md = (ev_dir / "day" / "eval.md").read_text()
     cmd = "python scripts/train_demo_model.py " + " ".join(
@@ -205,6 +223,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"p2 {spread['p2']:.2f} m, p98 {spread['p98']:.2f} m, p98/p2 {spread['ratio']:.1f} "
         f"(ground truth {spread['gt_ratio']:.1f}), Pearson correlation of log depth with "
         f"ground truth {spread['log_corr']:.3f}.", "",
+        "Training logs (plain text, as `dasp train` wrote them): "
+        + (", ".join(f"[{q.name}](demo_model_logs/{q.name})" for q in logs) or "none found")
+        + ".", "",
         "It is trained only on the synthetic world, at a small size, on 2 CPU cores: it is "
         "not a model for real roads. Train your own (README, 'Train on your own "
         "recordings').", "",

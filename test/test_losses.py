@@ -287,6 +287,44 @@ def test_consistency_is_invariant_to_one_global_scale(room):
         torch.testing.assert_close(scaled, loss.detach(), rtol=1e-9, atol=1e-12)
 
 
+def _scale_gradient(depth_t, depth_s, **kw):
+    """d loss / d log s with both depths times s and the (metric) poses fixed."""
+    log_s = torch.zeros((), dtype=D, requires_grad=True)
+    loss, _ = consistency_3d_loss(depth_t * log_s.exp(), depth_s * log_s.exp(), T_S_T, K, **kw)
+    (grad,) = torch.autograd.grad(loss, log_s)
+    return loss, grad
+
+
+def test_consistency_with_fixed_metric_poses_pulls_depth_farther(room):
+    """The defect metric_pose removes: with odometry's fixed translation, a model that
+    does not see the motion between frames (same depth map for both, as an untrained or
+    night-blind network predicts) lowers the loss by pushing its depths farther."""
+    _, depth_t, _, _ = room
+    loss, grad = _scale_gradient(depth_t, depth_t.clone())
+    assert loss.item() > 1e-3 and grad.item() < -0.1 * loss.item(), (loss, grad)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 2.0])
+def test_consistency_metric_pose_is_scale_neutral_with_the_same_value(room, scale):
+    """metric_pose=True: same value as the plain loss; zero gradient along a global depth
+    scale at any scale, so the scale stays the photometric loss's (metric poses) to set;
+    structure errors still get their gradient."""
+    _, depth_t, _, depth_s = room
+    noisy_s = depth_s * (1.0 + 0.05 * torch.sin(torch.arange(W, dtype=D) / 3.0))
+    plain = consistency_3d_loss(depth_t * scale, noisy_s * scale, T_S_T, K)[0]
+    loss, grad = _scale_gradient(depth_t * scale, noisy_s * scale, metric_pose=True)
+    torch.testing.assert_close(loss.detach(), plain, rtol=1e-12, atol=0)
+    assert loss.item() > 1e-3
+    assert abs(grad.item()) < 1e-9, grad
+    bumpy = noisy_s.clone().requires_grad_(True)
+    out, _ = consistency_3d_loss(depth_t, bumpy, T_S_T, K, metric_pose=True)
+    (g,) = torch.autograd.grad(out, bumpy)
+    assert g.abs().sum() > 0
+    # exact depths stay a minimum: the loss is still ~0 there
+    exact, _ = consistency_3d_loss(depth_t, depth_s, T_S_T, K, metric_pose=True)
+    assert exact < 2e-3
+
+
 @pytest.mark.parametrize("axis", ["tx", "tz", "ry"])
 def test_consistency_grows_with_pose_error(room, axis):
     _, depth_t, _, depth_s = room

@@ -134,11 +134,22 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     return error, mask
 
 
+def _translation_follows_depth(T: torch.Tensor, depth_a: torch.Tensor, depth_b: torch.Tensor
+                               ) -> torch.Tensor:
+    """``T`` with its translation times ``m / stopgrad(m)``, ``m`` = per-sample mean depth of
+    the pair: equal values, gradient as if the translation scaled with the depths."""
+    m = 0.5 * (depth_a.flatten(1).mean(1) + depth_b.flatten(1).mean(1))       # [B]
+    ratio = (m / m.detach()).to(T.dtype)
+    top = torch.cat([T[:, :3, :3], T[:, :3, 3:] * ratio[:, None, None]], dim=2)
+    return torch.cat([top, T[:, 3:]], dim=1)
+
+
 def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: torch.Tensor,
                         K: torch.Tensor, valid_t: Optional[torch.Tensor] = None, *,
                         valid_s: Optional[torch.Tensor] = None,
                         occlusion_tolerance: Optional[float] = DEFAULT_OCCLUSION_TOLERANCE,
-                        min_depth: float = 1e-3) -> Tuple[torch.Tensor, torch.Tensor]:
+                        min_depth: float = 1e-3, metric_pose: bool = False
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Bidirectional 3D consistency projection loss (paper: the loss; ours: its form).
 
     Target→source (with ``T_s_t``) and source→target (with ``T_t_s = T_s_t^-1``) errors of
@@ -154,11 +165,24 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
         valid_t, valid_s: optional ``[B, 1, H, W]`` bool masks of usable pixels.
         occlusion_tolerance: see :data:`DEFAULT_OCCLUSION_TOLERANCE`; ``None`` disables.
         min_depth: metres, points nearer than this to a camera are dropped.
+        metric_pose: ``T_s_t`` is fixed metric ego-motion (odometry), not a network's
+            output. The error is scale-invariant only when the translation scales with the
+            depths; with a fixed translation its share of the error, ~``|t| / (z_ab + z_b)``,
+            falls as the depths grow, and a model whose frames disagree (any model in
+            training) is pulled farther (``scripts/diag_3d_scale.py``: everywhere in
+            s = 0.67-1.49 on a trained night model; detaching the normaliser instead pulls
+            nearer, four times as hard). So the translation is multiplied by
+            ``m / stopgrad(m)`` (``m``: the pair's mean depth, per sample): same value, but
+            in the gradient it scales with the depths, and a global depth scale gets exactly
+            zero gradient. The loss then shapes structure only and the photometric loss,
+            whose metric poses fix the scale, owns the scale (ours).
     Returns:
         ``(loss, mask)``: scalar mean depth-normalised L1 (0 if no pixel is valid) and the
         ``[B, 1, H, W]`` bool mask of the target→source direction.
     """
     K, T_s_t = _check_inputs(depth_t, depth_s, T_s_t, K)
+    if metric_pose:
+        T_s_t = _translation_follows_depth(T_s_t, depth_t, depth_s)
     err_ts, mask_ts = consistency_3d_error(depth_t, depth_s, T_s_t, K, valid_t, valid_s,
                                            occlusion_tolerance, min_depth)
     err_st, mask_st = consistency_3d_error(depth_s, depth_t, invert_pose(T_s_t), K, valid_s,

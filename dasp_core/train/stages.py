@@ -353,7 +353,9 @@ def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg:
     if use_3d:
         dc = cfg.model.depth
         _, depth_all = disp_to_depth(disps_all[0], dc.min_depth, dc.max_depth)
-        c3d = [consistency_3d_loss(depth_all[:, layout.target], depth_all[:, i], T, K)[0]
+        metric = cfg.pose.source == "odometry"
+        c3d = [consistency_3d_loss(depth_all[:, layout.target], depth_all[:, i], T, K,
+                                   metric_pose=metric)[0]
                for i, T in zip(layout.sources, T_s_t)]
         res.add("consistency_3d", torch.stack(c3d).mean(), lc.lambda_3d)
 

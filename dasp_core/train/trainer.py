@@ -55,6 +55,7 @@ from dasp_core.train.config import TrainingConfig, save_config
 from dasp_core.train.loader import (EpochLoader, build_dataset, target_index, to_device,
                                     wrap_reader)
 from dasp_core.train.precise_bn import recompute_bn_stats, train_eval_gap
+from dasp_core.train.run_log import RunLog, tqdm_logging
 from dasp_core.train.scale import median_scale_report, recovered_scale
 from dasp_core.train.schedule import lr_factor
 from dasp_core.train.stages import (FrameLayout, StageNets, StepResult, compute_discriminator_step,
@@ -189,8 +190,8 @@ class Trainer:
         self.last_val: Dict[str, float] = {}
         self.last_checkpoint: Optional[Path] = None
         self.last_checkpoint_step: Optional[int] = None
-        self._log_handler: Optional[logging.Handler] = None
-        self._writer = None
+        self.logs = RunLog(self.out_dir, enabled=self.dist.is_main,
+                           tensorboard=cfg.train.tensorboard)
 
         # Identical initialisation on every rank (DDP also broadcasts rank 0's weights).
         seed_everything(cfg.experiment.seed)
@@ -538,57 +539,6 @@ class Trainer:
         return save_checkpoint(self.out_dir / name, self.depth, self.model_info(),
                                self._extra(full=False))
 
-    # ------------------------------------------------------------------ logging
-    def _open_logs(self) -> None:
-        if not self.dist.is_main:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        pkg = logging.getLogger("dasp_core")
-        self._old_level = pkg.level
-        if pkg.getEffectiveLevel() > logging.INFO:
-            pkg.setLevel(logging.INFO)
-        h = logging.FileHandler(self.out_dir / "train.log")
-        h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        h.setLevel(logging.INFO)
-        pkg.addHandler(h)
-        self._log_handler = h
-        if self.cfg.train.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self._writer = SummaryWriter(str(self.out_dir / "tb"))
-            except ImportError as e:  # tensorboard is an optional extra
-                log.warning("TensorBoard disabled: %s", e)
-
-    def _close_logs(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._log_handler is not None:
-            pkg = logging.getLogger("dasp_core")
-            pkg.removeHandler(self._log_handler)
-            pkg.setLevel(self._old_level)
-            self._log_handler.close()
-            self._log_handler = None
-
-    def _scalar(self, tag: str, value: float) -> None:
-        if self._writer is not None and math.isfinite(value):
-            self._writer.add_scalar(tag, value, self.step)
-
-    def _images(self, res: StepResult, teacher_disp: Optional[torch.Tensor]) -> None:
-        if self._writer is None or not res.visuals:
-            return
-        from dasp_core.viz import colorize_disparity
-
-        img = res.visuals["image"][0].clamp(0, 1).cpu().numpy()
-        self._writer.add_image("images/target", img, self.step)
-        disp = res.visuals["disparity"][0, 0].cpu().numpy()
-        self._writer.add_image("images/disparity", colorize_disparity(disp), self.step,
-                               dataformats="HWC")
-        if teacher_disp is not None:
-            self._writer.add_image("images/teacher_real",
-                                   colorize_disparity(teacher_disp.cpu().numpy()), self.step,
-                                   dataformats="HWC")
-
     # ------------------------------------------------------------------ step
     def _diverged(self, names: List[str], values: Dict[str, float]) -> TrainingDivergedError:
         return TrainingDivergedError(self.step + 1, names, values,
@@ -681,7 +631,7 @@ class Trainer:
         if self.opt_d is not None:
             out["lr/discriminator"] = self.opt_d.param_groups[0]["lr"]
         if want_images:
-            self._images(res, teacher_vis)
+            self.logs.images(res.visuals, teacher_vis, self.step)
         return out
 
     # ------------------------------------------------------------------ validation
@@ -800,7 +750,7 @@ class Trainer:
         log.info("step %d validation (data.%s, cap %g m): %s", self.step, self.val_key,
                  self.cfg.val.max_depth, shown)
         for k, val in metrics.items():
-            self._scalar(f"val/{k}", val)
+            self.logs.scalar(f"val/{k}", val, self.step)
         key = self.cfg.val.best_metric
         if key not in metrics or not math.isfinite(metrics[key]):
             return
@@ -817,7 +767,7 @@ class Trainer:
         from tqdm import tqdm
 
         cfg = self.cfg
-        self._open_logs()
+        self.logs.open()
         try:
             if self.dist.is_main:
                 save_config(cfg, self.out_dir / "config.yaml")
@@ -834,7 +784,7 @@ class Trainer:
             acc: Dict[str, List[float]] = {}
             t0 = time.perf_counter()
             steps_since = 0
-            with _tqdm_logging(bar):
+            with tqdm_logging(bar):
                 while self.step < self.total_steps:
                     scalars = self.train_step()
                     steps_since += 1
@@ -874,7 +824,7 @@ class Trainer:
             return TrainSummary(self.out_dir, self.step, final, best, self.last_checkpoint,
                                 dict(self.last_val), self.model_info().scale_source)
         finally:
-            self._close_logs()
+            self.logs.close()
 
     def _log_scalars(self, acc: Dict[str, List[float]], steps_per_s: float) -> None:
         means = {k: float(np.mean(v)) for k, v in acc.items() if v}
@@ -883,32 +833,8 @@ class Trainer:
             t = ddp.all_reduce_mean(torch.tensor([means[k] for k in keys], dtype=torch.float64,
                                                  device=self.device))
             means = dict(zip(keys, t.tolist()))
-        if not self.dist.is_main:
-            return
-        for k, val in means.items():
-            self._scalar(k, val)
-        self._scalar("speed/steps_per_s", steps_per_s)
-        losses = " ".join(f"{k.split('/', 1)[1]} {val:.4g}" for k, val in means.items()
-                          if k.startswith("loss/"))
-        extra = " ".join(f"{k} {val:.3g}" for k, val in means.items() if k.startswith("D/"))
-        log.info("step %d/%d epoch %d | %s%s | lr %.2e | %.2f steps/s", self.step,
-                 self.total_steps, self.primary.epoch, losses, (" | " + extra) if extra else "",
-                 means.get("lr/generator", float("nan")), steps_per_s)
-
-
-@contextlib.contextmanager
-def _tqdm_logging(bar: Any):
-    """Route log lines through tqdm while a bar is shown, so they do not break it."""
-    if getattr(bar, "disable", True):
-        yield
-        return
-    try:
-        from tqdm.contrib.logging import logging_redirect_tqdm
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with logging_redirect_tqdm(loggers=[logging.getLogger("dasp_core"), logging.getLogger()]):
-        yield
+        self.logs.step_summary(means, self.step, self.total_steps, self.primary.epoch,
+                               steps_per_s)
 
 
 def _atomic_link(src: Path, dst: Path) -> None:
