@@ -1,8 +1,14 @@
 """Training of DASP: configuration, per-stage losses, the loop, DDP and metric scale.
 
 * :mod:`~dasp_core.train.config` — ``TrainingConfig`` (nested dataclasses ↔ YAML, validated);
+* :mod:`~dasp_core.train.config_schema` — the generic machinery behind it (documented
+  fields, coercion, range/choice checks, ``key=value`` overrides);
 * :mod:`~dasp_core.train.stages` — loss computation of a day / night step;
-* :mod:`~dasp_core.train.trainer` — ``Trainer`` (data, optimisers, AMP, checkpoints, resume);
+* :mod:`~dasp_core.train.poses` — camera motion of the reprojection loss (odometry or PoseNet);
+* :mod:`~dasp_core.train.loader` / :mod:`~dasp_core.train.schedule` /
+  :mod:`~dasp_core.train.precise_bn` / :mod:`~dasp_core.train.run_log` — data plumbing, the
+  learning-rate schedule, BatchNorm statistics, ``train.log`` and TensorBoard;
+* :mod:`~dasp_core.train.trainer` — ``Trainer`` (the loop: optimisers, AMP, checkpoints, resume);
 * :mod:`~dasp_core.train.distributed` — torchrun / DistributedDataParallel helpers;
 * :mod:`~dasp_core.train.scale` — weak velocity supervision (metric scale);
 * :mod:`~dasp_core.train.cli` — the ``dasp train`` command.
