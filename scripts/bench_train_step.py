@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dasp_core.runtime.bench import cpu_model  # noqa: E402
 from dasp_core.train.config import load_config  # noqa: E402
 from dasp_core.train.trainer import Trainer  # noqa: E402
 
@@ -41,17 +41,6 @@ VARIANTS: Dict[str, tuple] = {
     "2 threads, channels_last": (2, True, False),
     "2 threads, torch.compile": (2, False, True),
 }
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_variant(config: str, overrides: List[str], threads: int, channels_last: bool,
@@ -103,7 +92,7 @@ def main() -> int:
         lines = [
             "# Training-step speed", "",
             f"Reproduce: `{cmd}`", "",
-            f"Machine: {_cpu_name()}, {os.cpu_count()} cores, nothing else running, "
+            f"Machine: {cpu_model()}, {os.cpu_count()} cores, nothing else running, "
             f"torch {torch.__version__}. Config `{a.config}` {' '.join(a.set)}; "
             f"{a.warmup} untimed steps, then {a.steps} timed `Trainer.train_step()` calls "
             "(data, forward, backward, optimiser).", "",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -28,6 +27,9 @@ from typing import Dict, List, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchmark_dasp import run_seconds  # noqa: E402  (the same file-time rule for reused runs)
+
+sys.path.insert(0, str(ROOT))
+from dasp_core.runtime.bench import cpu_model  # noqa: E402
 
 #: name -> (overrides, what it tests). "recipe" is config/train_synthetic_small.yaml as shipped.
 VARIANTS: Dict[str, tuple] = {
@@ -43,17 +45,6 @@ VARIANTS: Dict[str, tuple] = {
                                                       "(momentum 0.01) instead of precise-BN"),
 }
 SHOWN = ("abs_rel", "metric_abs_rel", "a1", "rmse", "bn_gap_log_depth")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def final_val(run: Path) -> Dict[str, float]:
@@ -112,7 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "# Training-recipe comparisons (day stage, short budget)", "",
         f"Reproduce: `python scripts/{Path(__file__).name} {shlex.join(argv or sys.argv[1:])}`",
         "",
-        f"Machine: {_cpu_name()}, {os.cpu_count()} cores, "
+        f"Machine: {cpu_model()}, {os.cpu_count()} cores, "
         f"{args.threads} torch thread(s) per run, runs one after another (other work shared "
         f"the cores). Config `{args.config}`, seed {args.seed}, {args.steps} steps each, "
         f"scores on the day validation drives (`data.day_val`, protocol synthetic, cap 80 m).",

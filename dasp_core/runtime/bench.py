@@ -271,7 +271,8 @@ def ort_only_process(onnx_path: str | os.PathLike, threads: int = 2, frames: int
 
 # --------------------------------------------------------------------------- machine
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform says."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -297,7 +298,7 @@ def _version(module: str) -> Optional[str]:
 
 def machine_info() -> Dict[str, Any]:
     """CPU model, core counts, memory, OS, Python and library versions, GPU (if any)."""
-    info: Dict[str, Any] = {"cpu": _cpu_model(), "logical_cores": os.cpu_count(),
+    info: Dict[str, Any] = {"cpu": cpu_model(), "logical_cores": os.cpu_count(),
                             "platform": platform.platform(), "python": platform.python_version(),
                             "dasp": __version__}
     try:
