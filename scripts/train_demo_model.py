@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Build the model the package ships (``dasp_core/assets/dasp_demo.{onnx,pt}``) and its report.
 
-The shipped model is a full-DASP night model trained with the synthetic benchmark's settings
-(``config/train_synthetic_small.yaml``: 96x320, odometry poses, so the depth is metric by
-construction): a MobileNetV3-Large DepthNet trained with this pipeline — day stage, then the
-night stage with the SPLB discriminator and the 3D consistency loss — exported to ONNX (what
-the node runs, no torch needed) plus an fp16 checkpoint (for ``dasp eval``/``dasp export``/
-fine-tuning), each well under 25 MB.
+The shipped model is the best DASP night model of the synthetic benchmark, trained with its
+settings (``config/train_synthetic_small.yaml``: 96x320, odometry poses, so the depth is metric
+by construction): a MobileNetV3-Large DepthNet, day stage, then the night stage with the SPLB
+discriminator (``--use-3d`` adds the 3D consistency loss: full DASP, worse at this budget,
+docs/benchmark.md) — exported to ONNX (what the node runs, no torch needed) plus an fp16
+checkpoint (for ``dasp eval``/``dasp export``/fine-tuning), each well under 25 MB.
 
-    python scripts/train_demo_model.py                 # trains day + night (2 CPU cores: ~1.5 h)
-    python scripts/train_demo_model.py --from-run runs/bench96/seed0/dasp     # reuse a run
+    python scripts/train_demo_model.py                 # trains day + night (1 thread: ~1.8 h)
+    python scripts/train_demo_model.py --from-run runs/long/seed0/no_3d     # reuse a run
 
 Writes ``docs/demo_model.md`` with the command, the training settings and the model's
 evaluation on the synthetic night test set (reserved seeds never used in training).
@@ -106,8 +106,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="config/train_synthetic_small.yaml")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--day-steps", type=int, default=1200)
-    p.add_argument("--night-steps", type=int, default=300)
+    p.add_argument("--day-steps", type=int, default=5400)
+    p.add_argument("--night-steps", type=int, default=400)
+    p.add_argument("--use-3d", action=argparse.BooleanOptionalAction, default=False,
+                   help="night stage with the 3D consistency loss (full DASP); off by default: "
+                        "on the 96x320 benchmark it made night depth worse (docs/benchmark.md)")
     p.add_argument("--night-set", action="append", default=["optim.lr=0.0002",
                                                              "optim.warmup_steps=20"],
                    metavar="KEY=VALUE", help="overrides of the night stage only (default: the "
@@ -145,7 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         night_dir = out / "night"
         run(dasp + ["train", args.config, "--out", str(night_dir), "train.stage=night",
                     f"train.day_checkpoint={out / 'day' / 'final.pt'}", "loss.adversarial=dasp",
-                    "loss.use_3d=true", f"train.max_steps={args.night_steps}"] + common
+                    f"loss.use_3d={str(args.use_3d).lower()}", f"train.max_steps={args.night_steps}"] + common
             + list(args.night_set))
     src = night_dir / "final.pt"
     net, info, ckpt = load_depth_model(src)
@@ -198,7 +201,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f"{tc.get('train', {}).get('threads', args.threads)}`")
     else:
         provenance = (f"trained here: day stage {args.day_steps} steps, then night stage "
-                      f"{args.night_steps} steps (full DASP: SPLB discriminator + 3D loss), "
+                      f"{args.night_steps} steps (DASP: SPLB discriminator"
+                      f"{' + 3D loss' if args.use_3d else ', no 3D loss'}), "
                       f"seed {args.seed}, {args.threads} CPU thread(s), config `{args.config}` "
                       f"at {info.input_height}x{info.input_width}")
     spread = depth_spread(onnx_path, args.calib_seeds[:2])
