@@ -5,8 +5,6 @@ default is bf16 on AMX CPUs), int8 through the Q/DQ graph, threads, bad input, a
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,7 @@ from dasp_core.runtime.openvino_backend import (OpenVinoEstimator, int8_sibling,
                                                 native_bf16)
 
 # the model fixtures of the runtime tests (a random DepthNet exported to ONNX at 64x192)
-from test_runtime import CAM, ROOT, frames  # noqa: E402
+from test_runtime import CAM, assert_runs_without_torch, frames  # noqa: E402
 from test_runtime import ckpt, info, onnx_path  # noqa: E402,F401
 
 BF16 = native_bf16()
@@ -195,20 +193,12 @@ def test_explicit_precision_is_honoured_or_refused(onnx_path, int8_path):
 
 
 def test_openvino_path_never_imports_torch(onnx_path):
-    code = f"""
-import sys
+    assert_runs_without_torch(f"""
 import numpy as np
 from dasp_core.runtime.factory import create_estimator
 est = create_estimator({str(onnx_path)!r}, backend="openvino", threads=1)
 assert est.predict(np.full((50, 90, 3), 128, np.uint8)).shape == (50, 90)
-bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
-assert not bad, bad
-print("ok", est.precision)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split()[0] == "ok"
+""")
 
 
 # --------------------------------------------------------------------------- benchmark parts

@@ -396,9 +396,23 @@ def test_auto_on_checkpoint_exports_onnx_to_cache(ckpt, tmp_path, caplog):
 
 # --------------------------------------------------------------------------- torch-free path
 
-def test_onnxruntime_path_never_imports_torch(onnx_path):
-    code = f"""
+def assert_runs_without_torch(code: str) -> None:
+    """Run ``code`` in a fresh interpreter; it must succeed without importing torch or
+    torchvision (the node's runtime path)."""
+    code += """
 import sys
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
+assert not bad, bad
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split()[-1] == "ok"
+
+
+def test_onnxruntime_path_never_imports_torch(onnx_path):
+    assert_runs_without_torch(f"""
 import numpy as np
 from dasp_core.runtime.factory import create_estimator
 import dasp_core.runtime.tensorrt_backend, dasp_core.export.tensorrt, dasp_core.runtime.base
@@ -407,14 +421,7 @@ depth = est.predict(np.full((50, 90, 3), 128, np.uint8))
 assert depth.shape == (50, 90), depth.shape
 est2 = create_estimator({str(onnx_path)!r}, threads=1)   # auto
 est2.predict_batch(np.zeros((2, 40, 40, 3), np.uint8))
-bad = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision"))
-assert not bad, bad
-print("ok", est2.backend)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.split()[0] == "ok"
+""")
 
 
 def test_ort_only_process_memory(onnx_path):
