@@ -56,7 +56,9 @@ NIGHT_VARIANTS: Dict[str, List[str]] = {
     # supervised with the night clips' ground-truth depth
     "supervised": ["train.supervision=depth", "loss.adversarial=none", "loss.use_3d=false"],
 }
-LABELS = {"day_only": "(a) day-only model", "night_selfsup": "(b) night-only self-supervised",
+LABELS = {"day_only": "(a) day-only model",
+          "day_exposure": "(a) day-only model + exposure normalisation",
+          "night_selfsup": "(b) night-only self-supervised",
           "rnw": "(c) RNW-style single-map adversarial", "dasp": "(d) DASP (full)",
           "no_stlm": "(e) DASP w/o STLM", "no_aslm": "(e) DASP w/o ASLM",
           "no_3d": "(e) DASP w/o 3D loss",
@@ -64,6 +66,30 @@ LABELS = {"day_only": "(a) day-only model", "night_selfsup": "(b) night-only sel
 REF_LABELS = {"constant": "reference: constant depth (image-blind)",
               "pixel_prior": "reference: per-pixel day-GT median (image-blind)"}
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+
+
+def override_value(overrides: Sequence[str], key: str) -> Optional[str]:
+    """The last ``key=value`` of ``overrides`` for ``key``, as written (None if absent)."""
+    found = None
+    for item in overrides:
+        k, sep, v = item.partition("=")
+        if sep and k.strip() == key:
+            found = v.strip()
+    return found
+
+
+def exposure_checkpoint(day_ckpt: Path, exposure: str, out_path: Path) -> Path:
+    """The day checkpoint with ``model.depth.exposure`` set: same weights (the normalisation
+    has none), so the day model can be scored on the input the night variants get."""
+    from dasp_core.checkpoint import load_depth_model, save_checkpoint
+    from dasp_core.models import DepthNet
+
+    net, info, raw = load_depth_model(day_ckpt)
+    cfg = net.cfg
+    cfg.exposure = exposure
+    changed = DepthNet(cfg.validate())
+    changed.load_state_dict(net.state_dict())
+    return save_checkpoint(out_path, changed, info, extra={"derived_from": str(day_ckpt)})
 
 
 def sh(cmd: Sequence[str], log: Path, env: Dict[str, str]) -> float:
@@ -170,10 +196,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     bar = tqdm(total=n_jobs, desc="benchmark runs", unit="run")
     t_start = time.monotonic()
 
+    night_exposure = override_value(list(args.extra) + list(args.night_extra),
+                                    "model.depth.exposure")
+
     def seed_pipeline_day(seed: int) -> Path:
         ckpt = train("day", seed, ["train.stage=day"], args.day_steps)
         results.setdefault("day_only", {})[seed] = evaluate("day", seed, ckpt)
         results.setdefault("day_on_day", {})[seed] = evaluate("day", seed, ckpt, "day")
+        day_exposure = override_value(args.extra, "model.depth.exposure") or "none"
+        if night_exposure and night_exposure != day_exposure:
+            derived = exposure_checkpoint(ckpt, night_exposure,
+                                          out / f"seed{seed}" / "day_exposure" / "final.pt")
+            results.setdefault("day_exposure", {})[seed] = evaluate("day_exposure", seed,
+                                                                    derived)
         bar.update(1)
         return ckpt
 
@@ -346,7 +381,7 @@ def write_report(args, results, timings, wall, path: Path, argv,
     import numpy as np
 
     refs = refs or {}
-    order = ["day_only"] + [v for v in NIGHT_VARIANTS if v in results]
+    order = ["day_only", "day_exposure"] + [v for v in NIGHT_VARIANTS if v in results]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), platform.processor())
     import torch

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Where does the 3D consistency loss pull a trained model's depth scale, with metric poses?
+"""Where does the 3D consistency loss pull a trained model's depth scale and spread?
 
 For night clips with ground-truth camera poses (the odometry the training uses), the
 model's depths of all frames are multiplied by one global factor ``s``; the gradient of the
@@ -7,6 +7,13 @@ model's depths of all frames are multiplied by one global factor ``s``; the grad
 (the loss's form for a pose network's output, fed metric odometry) and with
 ``metric_pose=True`` (the translation follows the depth scale in the gradient). A negative gradient pulls the depths farther. The scale the ground truth asks
 for is ``median(GT) / median(pred)`` of the target frames.
+
+Second table (spread): the depths are remapped to ``M * (D / M)**a`` (``M``: the clip's
+median predicted depth, one number for all three frames), which stretches (``a > 1``) or
+compresses (``a < 1``) the depth range about ``M``; the gradient with respect to ``a`` is
+measured for both normalisers (``pixel``, ``scene``) with ``metric_pose=True``. A positive
+gradient compresses. The spread the ground truth asks for is
+``log(GT p98/p2) / log(pred p98/p2)`` of the target frames.
 
     python scripts/diag_3d_scale.py --checkpoint runs/bench96/seed0/night_selfsup/final.pt \\
         --clips 32 --report docs/consistency3d_scale.md
@@ -28,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 from dasp_core.checkpoint import load_depth_model  # noqa: E402
 from dasp_core.data.synthetic.dataset import SyntheticClipDataset  # noqa: E402
 from dasp_core.data.synthetic.config import SyntheticConfig  # noqa: E402
-from dasp_core.losses.consistency3d import consistency_3d_loss  # noqa: E402
-from dasp_core.geometry import disp_to_depth  # noqa: E402
+from dasp_core.losses.consistency3d import NORMALISERS, consistency_3d_loss  # noqa: E402
+from dasp_core.geometry import disp_to_depth, warp_image  # noqa: E402
+from dasp_core.losses.photometric import min_reprojection_loss  # noqa: E402
 from dasp_core.train.poses import odometry_poses  # noqa: E402
 
 
@@ -52,7 +60,10 @@ def main() -> int:
     log_s = torch.linspace(-0.4, 0.4, 17)
     FORMS = {"fixed": dict(), "metric_pose": dict(metric_pose=True)}
     grads: Dict[str, List[np.ndarray]] = {k: [] for k in FORMS}
-    gt_scale = []
+    alphas = torch.linspace(0.6, 1.4, 9)
+    SPREAD = {n: dict(metric_pose=True, normaliser=n) for n in NORMALISERS}
+    spread_grads: Dict[str, List[np.ndarray]] = {k: [] for k in (*SPREAD, "photometric")}
+    gt_scale, gt_alpha = [], []
     dc = net.cfg
     for i in idx:
         clip = ds[int(i)]
@@ -62,7 +73,10 @@ def main() -> int:
         depth = disp_to_depth(disp, dc.min_depth, dc.max_depth)[1]          # [T, 1, H, W]
         gt = clip.depth
         valid = (gt > 1e-3) & (gt < 80)
-        gt_scale.append(float(np.median(gt[valid]) / np.median(depth[0, 0].numpy()[valid])))
+        pv = depth[0, 0].numpy()[valid]
+        gt_scale.append(float(np.median(gt[valid]) / np.median(pv)))
+        gt_alpha.append(float(np.log(np.percentile(gt[valid], 98) / np.percentile(gt[valid], 2))
+                              / np.log(np.percentile(pv, 98) / np.percentile(pv, 2))))
         poses = torch.from_numpy(clip.poses)[None]
         T_s_t, _ = odometry_poses(poses, torch.ones(1, dtype=torch.bool), 0, (1, 2))
         K = torch.from_numpy(clip.K).float()[None]
@@ -77,6 +91,29 @@ def main() -> int:
                 loss.backward()
                 g.append(float(ls.grad))
             grads[form].append(np.array(g))
+        M = depth.median()
+        for form, kw in SPREAD.items():
+            g = []
+            for al in alphas:
+                al = al.clone().requires_grad_(True)
+                d = M * (depth / M) ** al
+                loss = torch.stack([consistency_3d_loss(d[0:1], d[j:j + 1], T, K,
+                                                        **kw)[0]
+                                    for j, T in zip((1, 2), T_s_t)]).mean()
+                loss.backward()
+                g.append(float(al.grad))
+            spread_grads[form].append(np.array(g))
+        g = []
+        for al in alphas:  # the training's photometric term (full scale only) for comparison
+            al = al.clone().requires_grad_(True)
+            d = M * (depth / M) ** al
+            warped = [warp_image(frames[j:j + 1], d[0:1], T, K, padding_mode="border")[0]
+                      for j, T in zip((1, 2), T_s_t)]
+            loss = min_reprojection_loss(frames[0:1], warped, [frames[1:2], frames[2:3]],
+                                         generator=torch.Generator().manual_seed(0))[0]
+            loss.backward()
+            g.append(float(al.grad))
+        spread_grads["photometric"].append(np.array(g))
     lines = ["# 3D consistency loss: which depth scale it pulls towards, with metric poses", "",
              f"Reproduce: `python scripts/diag_3d_scale.py {' '.join(sys.argv[1:])}`", "",
              f"Model `{a.checkpoint}` ({H}x{W}), {len(idx)} night clips of drives {a.seeds}, "
@@ -103,6 +140,32 @@ def main() -> int:
     lines += ["", f"Equilibrium (gradient zero), poses as fixed inputs: {zero(gi)}; "
               f"ground truth asks for s = {np.median(gt_scale):.3f}. With metric_pose=True the "
               f"largest |gradient| is {np.abs(gd).max():.1e} (scale-neutral)."]
+    ga = {n: np.mean(v, 0) for n, v in spread_grads.items()}
+    lines += ["", "## Spread", "",
+              "Depths remapped to `M * (D / M)**a` (M: the clip's median predicted depth), "
+              "`metric_pose=True`; mean gradient of the loss with respect to `a` (positive: "
+              "compresses the depth range). For scale, the same gradient of the training's "
+              "photometric term (min-reprojection with auto-masking, full resolution; weight 1 "
+              "in training, the 3D loss's is `loss.lambda_3d`).", "",
+              f"Ground truth asks for a = {np.median(gt_alpha):.3f} (median over clips of "
+              "log(GT p98/p2) / log(pred p98/p2)).", "",
+              "| a | 3D, normaliser=pixel | 3D, normaliser=scene | photometric |",
+              "|---|---|---|---|"]
+    for k, al in enumerate(alphas.tolist()):
+        lines.append(f"| {al:.2f} | {ga['pixel'][k]:+.5f} | {ga['scene'][k]:+.5f} | "
+                     f"{ga['photometric'][k]:+.5f} |")
+
+    def zero_a(g: np.ndarray) -> str:
+        for k in range(len(g) - 1):
+            if g[k] <= 0 < g[k + 1] or g[k] < 0 <= g[k + 1]:
+                x0, x1 = float(alphas[k]), float(alphas[k + 1])
+                return f"a = {x0 - g[k] * (x1 - x0) / (g[k + 1] - g[k]):.3f}"
+        return "none in a = 0.6..1.4 (" + ("compresses" if g.mean() > 0 else "stretches") + \
+            " everywhere)"
+    lines += ["", "Equilibrium (gradient zero): normaliser=pixel " + zero_a(ga["pixel"]) +
+              "; normaliser=scene " + zero_a(ga["scene"]) + "; photometric " +
+              zero_a(ga["photometric"]) +
+              f"; ground truth asks for a = {np.median(gt_alpha):.3f}."]
     text = "\n".join(lines) + "\n"
     print(text)
     if a.report:

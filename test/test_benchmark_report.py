@@ -106,3 +106,31 @@ def test_report_only_rebuilds_from_results_json(bench, tmp_path):
     assert "--report-only" not in reproduce and "--skip-existing" not in reproduce
     assert "Report rebuilt from results.json" in text
     assert "| dasp/seed1 | 2.0 (reused run; from its file times) |" in text
+
+
+def test_override_value_takes_the_last_setting(bench):
+    ov = ["optim.lr=0.0002", "model.depth.exposure=log_mean", "model.depth.exposure = none"]
+    assert bench.override_value(ov, "model.depth.exposure") == "none"
+    assert bench.override_value(ov, "optim.lr") == "0.0002"
+    assert bench.override_value(ov, "model.depth.encoder") is None
+
+
+def test_exposure_checkpoint_keeps_weights_and_sets_the_input_normalisation(bench, tmp_path):
+    import torch
+
+    from dasp_core.checkpoint import load_depth_model, save_checkpoint
+    from dasp_core.models import DepthNet, DepthNetConfig
+    from dasp_core.runtime.base import ModelInfo
+
+    torch.manual_seed(0)
+    net = DepthNet(DepthNetConfig(encoder="resnet18")).eval()
+    src = save_checkpoint(tmp_path / "day.pt", net, ModelInfo(input_height=64, input_width=96))
+    out = bench.exposure_checkpoint(src, "log_mean", tmp_path / "exp" / "final.pt")
+    loaded, info, raw = load_depth_model(out)
+    assert loaded.cfg.exposure == "log_mean" and raw["derived_from"] == str(src)
+    assert (info.input_height, info.input_width) == (64, 96)
+    for k, v in net.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    x = 0.03 * torch.rand(1, 3, 64, 96)
+    with torch.no_grad():   # same weights, other input: the normalisation is really on
+        assert not torch.equal(loaded(x)[0], net(x)[0])

@@ -210,6 +210,27 @@ def test_zero_pad_relu_decoder_exports_exactly_and_stays_in_nchwc(info, tmp_path
     assert reorders(zr_ops) <= 4             # input, output, the odd skip connection
 
 
+def test_exposure_normalised_net_exports_exactly(info, tmp_path):
+    """model.depth.exposure=log_mean: the gamma is in the exported graph (TensorRT-friendly
+    ops) and onnxruntime matches torch on dark and bright frames."""
+    torch.manual_seed(3)
+    net = DepthNet(DepthNetConfig(encoder="resnet18", exposure="log_mean",
+                                  init_depth=None)).eval()
+    with torch.no_grad():
+        net.decoder.heads["0"].weight.mul_(30.0)
+    path = eo.export_depth_net(net, info, tmp_path / "exp.onnx")
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Log", "Pow"} <= ops
+    assert ops <= TRT_FRIENDLY | {"Log", "Pow", "Clip", "Reciprocal"}, ops - TRT_FRIENDLY
+    frames = textured_frames(2, seed=4)
+    x = np.concatenate([to_batch(frames) * 0.08, to_batch(frames)])   # night-dark and as is
+    with torch.inference_mode():
+        ref = DisparityHead(net)(torch.from_numpy(x)).numpy()
+    got = ort_disp(path, x)
+    assert ref.max() - ref.min() > 0.1
+    assert np.abs(got - ref).max() <= 1e-4
+
+
 def _one_op_model(node: onnx.NodeProto, x_shape, y_shape, inits=()) -> onnx.ModelProto:
     g = helper.make_graph([node], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                                                       x_shape)],

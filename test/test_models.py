@@ -176,6 +176,61 @@ def test_depthnet_decoder_option_errors_name_key_and_choices(key, value, allowed
         DepthNetConfig(**{key: value}).validate()
 
 
+def test_exposure_normalize_known_values():
+    from dasp_core.models.depth_net import ExposureNormalize
+    norm = ExposureNormalize(0.4)
+    gen = torch.Generator().manual_seed(0)
+    dark = 0.02 + 0.2 * torch.rand(2, 3, 32, 48, generator=gen)     # night-like levels
+    out = norm(dark)
+    # geometric mean intensity lands on the target, per image
+    torch.testing.assert_close(out.log().mean(dim=(1, 2, 3)).exp(), torch.full((2,), 0.4))
+    # a monotone map: the order of intensities within an image is kept
+    flat_in, flat_out = dark[0].flatten(), out[0].flatten()
+    assert torch.equal(flat_in.argsort(), flat_out.argsort())
+    assert out.min() > 0 and out.max() <= 1
+    # an image already at the target level is left alone (gamma 1)
+    at_level = torch.full((1, 3, 8, 8), 0.4)
+    torch.testing.assert_close(norm(at_level), at_level)
+    # gamma is clamped: a black frame is not blown up to white, a white one stays white
+    black = norm(torch.zeros(1, 3, 8, 8))
+    torch.testing.assert_close(black, torch.full_like(black, ExposureNormalize.EPS ** 0.25))
+    torch.testing.assert_close(norm(torch.ones(1, 3, 8, 8)), torch.ones(1, 3, 8, 8))
+
+
+def test_depthnet_exposure_option_is_in_the_graph_and_round_trips(tmp_path):
+    from dasp_core.checkpoint import load_depth_model, save_checkpoint
+    from dasp_core.runtime.base import ModelInfo
+
+    torch.manual_seed(0)
+    # zero-centred, scaled head: the disparity spreads over the sigmoid so differences show
+    net = DepthNet(DepthNetConfig(encoder="resnet18", exposure="log_mean",
+                                  init_depth=None)).eval()
+    with torch.no_grad():
+        net.decoder.heads["0"].weight.mul_(30.0)
+    plain = DepthNet(DepthNetConfig(encoder="resnet18", init_depth=None)).eval()
+    plain.load_state_dict(net.state_dict())          # no weights of its own
+    x = 0.02 + 0.1 * torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert (net(x)[0] - plain(x)[0]).abs().max() > 1e-5
+        # the same scene under another tone curve (a gamma) is the same network input
+        torch.testing.assert_close(net.forward_disparity(x ** 1.2), net.forward_disparity(x),
+                                   atol=1e-5, rtol=0)
+        assert (plain.forward_disparity(x ** 1.2) - plain.forward_disparity(x)).abs().max() \
+            > 1e-4
+    path = save_checkpoint(tmp_path / "exp.pt", net, ModelInfo(input_height=64, input_width=96))
+    loaded, _, _ = load_depth_model(path)
+    assert loaded.cfg.exposure == "log_mean" and loaded.cfg.exposure_target == 0.4
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.float()(x)[0], net(x)[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("key,value,allowed", [("exposure", "clahe", "'none', 'log_mean'"),
+                                               ("exposure_target", 1.5, "0.0")])
+def test_depthnet_exposure_errors_name_key(key, value, allowed):
+    with pytest.raises(ConfigError, match=rf"model\.depth\.{key}.*{allowed}"):
+        DepthNetConfig(**{key: value}).validate()
+
+
 # ----------------------------------------------------------------------------- PoseNet
 
 @pytest.mark.parametrize("hw", [(64, 96), (96, 320), (128, 64)])

@@ -133,6 +133,11 @@ def test_every_key_is_documented():
     assert "loss.lambda_3d" in text and "[paper]" in text and "[RNW]" in text
 
 
+def test_config_normaliser_choices_are_the_loss_forms():
+    from dasp_core.losses.consistency3d import NORMALISERS
+    assert C.CONSISTENCY_NORMALISERS == NORMALISERS
+
+
 def test_unknown_key_names_it_and_lists_known_keys():
     with pytest.raises(ConfigError) as e:
         C.config_from_dict({"loss": {"lamda_3d": 0.1}})
@@ -154,6 +159,7 @@ def test_unknown_key_names_it_and_lists_known_keys():
     ("loss.smoothness=-1", "loss.smoothness", "[0.0, inf]"),
     ("data.offsets=[-1,1]", "data.offsets", "containing 0"),
     ("data.day_train.kind=kitti", "data.day_train.kind", "robotcar"),
+    ("loss.consistency_normaliser=median", "loss.consistency_normaliser", "'pixel', 'scene'"),
 ])
 def test_bad_value_names_key_and_allowed(override, key, allowed):
     with pytest.raises(ConfigError) as e:

@@ -24,7 +24,13 @@ from dasp_core.errors import check_range
 from dasp_core.geometry import (backproject, invert_pose, pixels_to_grid, project,
                                 transform_points)
 
-__all__ = ["DEFAULT_OCCLUSION_TOLERANCE", "consistency_3d_error", "consistency_3d_loss"]
+__all__ = ["DEFAULT_OCCLUSION_TOLERANCE", "NORMALISERS", "consistency_3d_error",
+           "consistency_3d_loss"]
+
+#: Forms of the error's depth normaliser ``z_ab + z_b``: ``pixel`` keeps it in the graph per
+#: pixel (SC-SfMLearner); ``scene`` keeps its value but lets the gradient through only the
+#: pair's mean depth (ours, see :func:`consistency_3d_error`).
+NORMALISERS = ("pixel", "scene")
 
 #: Relative depth margin of the occlusion test (ours). A projected point counts as occluded
 #: when it lies more than 20 % behind the surface the other camera sees at that pixel. 20 % is
@@ -70,7 +76,7 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
                          K: torch.Tensor, valid_a: Optional[torch.Tensor] = None,
                          valid_b: Optional[torch.Tensor] = None,
                          occlusion_tolerance: Optional[float] = DEFAULT_OCCLUSION_TOLERANCE,
-                         min_depth: float = 1e-3
+                         min_depth: float = 1e-3, normaliser: str = "pixel"
                          ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One direction of the 3D consistency error: frame a's points against frame b's.
 
@@ -88,6 +94,15 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     pull towards ever smaller depths and collapsed night models to the minimum depth
     (docs/benchmark_rnw_lambda.md, "What changed").
 
+    Per pixel, though, a normaliser in the graph rewards growing depth wherever the two
+    frames disagree: the error at a pixel falls as ``1/(z_ab + z_b)`` when both points move
+    out along their rays, and near pixels, whose disagreement under forward motion is the
+    largest, are pushed out the most, which compresses the depth range
+    (``scripts/diag_3d_scale.py``, spread table). ``normaliser="scene"`` keeps the value
+    but multiplies a detached per-pixel normaliser by ``m / stopgrad(m)`` (``m``: the
+    pair's mean depth, per sample), so the global-scale invariance above still holds while a
+    single pixel can lower its error only by bringing the two points together (ours).
+
     Args:
         depth_a, depth_b: ``[B, 1, H, W]`` z-depths in metres of views a and b.
         T_b_a: ``[B, 4, 4]`` a-camera → b-camera transform (metres).
@@ -96,11 +111,14 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
             sky, not a moving object) in a and b; b's is sampled at the projected pixels.
         occlusion_tolerance: relative margin of the occlusion test (``None`` disables it).
         min_depth: metres; points closer than this (or behind) a camera are dropped.
+        normaliser: ``pixel`` or ``scene`` (:data:`NORMALISERS`).
     Returns:
         ``(error [B, 1, H, W] unitless, mask [B, 1, H, W] bool)`` — mask marks pixels of a
         that land inside image b, in front of camera b, are not occluded in b and are valid.
     """
     K, T_b_a = _check_inputs(depth_a, depth_b, T_b_a, K)
+    if normaliser not in NORMALISERS:
+        raise ValueError(f"normaliser must be one of {NORMALISERS}, got {normaliser!r}")
     valid_a = _check_mask("valid_a", valid_a, depth_a)
     valid_b = _check_mask("valid_b", valid_b, depth_b)
     if occlusion_tolerance is not None:
@@ -129,16 +147,24 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
             mask &= sampled > 0.5
 
     norm = (z_ab + z_b).clamp(min=2.0 * min_depth)
+    if normaliser == "scene":
+        m = _pair_mean_depth(depth_a, depth_b)[:, None, None, None]
+        norm = norm.detach() * (m / m.detach())
     error = (pts_ab - pts_b).abs().sum(dim=1, keepdim=True) / norm
     error = torch.where(mask, error, torch.zeros_like(error))
     return error, mask
+
+
+def _pair_mean_depth(depth_a: torch.Tensor, depth_b: torch.Tensor) -> torch.Tensor:
+    """``[B]`` mean depth (metres) of the two ``[B, 1, H, W]`` depth maps of each sample."""
+    return 0.5 * (depth_a.flatten(1).mean(1) + depth_b.flatten(1).mean(1))
 
 
 def _translation_follows_depth(T: torch.Tensor, depth_a: torch.Tensor, depth_b: torch.Tensor
                                ) -> torch.Tensor:
     """``T`` with its translation times ``m / stopgrad(m)``, ``m`` = per-sample mean depth of
     the pair: equal values, gradient as if the translation scaled with the depths."""
-    m = 0.5 * (depth_a.flatten(1).mean(1) + depth_b.flatten(1).mean(1))       # [B]
+    m = _pair_mean_depth(depth_a, depth_b)                                     # [B]
     ratio = (m / m.detach()).to(T.dtype)
     top = torch.cat([T[:, :3, :3], T[:, :3, 3:] * ratio[:, None, None]], dim=2)
     return torch.cat([top, T[:, 3:]], dim=1)
@@ -148,7 +174,8 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
                         K: torch.Tensor, valid_t: Optional[torch.Tensor] = None, *,
                         valid_s: Optional[torch.Tensor] = None,
                         occlusion_tolerance: Optional[float] = DEFAULT_OCCLUSION_TOLERANCE,
-                        min_depth: float = 1e-3, metric_pose: bool = False
+                        min_depth: float = 1e-3, metric_pose: bool = False,
+                        normaliser: str = "pixel"
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Bidirectional 3D consistency projection loss (paper: the loss; ours: its form).
 
@@ -176,6 +203,7 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
             in the gradient it scales with the depths, and a global depth scale gets exactly
             zero gradient. The loss then shapes structure only and the photometric loss,
             whose metric poses fix the scale, owns the scale (ours).
+        normaliser: ``pixel`` or ``scene``, see :func:`consistency_3d_error`.
     Returns:
         ``(loss, mask)``: scalar mean depth-normalised L1 (0 if no pixel is valid) and the
         ``[B, 1, H, W]`` bool mask of the target→source direction.
@@ -184,9 +212,9 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
     if metric_pose:
         T_s_t = _translation_follows_depth(T_s_t, depth_t, depth_s)
     err_ts, mask_ts = consistency_3d_error(depth_t, depth_s, T_s_t, K, valid_t, valid_s,
-                                           occlusion_tolerance, min_depth)
+                                           occlusion_tolerance, min_depth, normaliser)
     err_st, mask_st = consistency_3d_error(depth_s, depth_t, invert_pose(T_s_t), K, valid_s,
-                                           valid_t, occlusion_tolerance, min_depth)
+                                           valid_t, occlusion_tolerance, min_depth, normaliser)
     count = (mask_ts.sum() + mask_st.sum()).clamp(min=1).to(err_ts.dtype)
     loss = (err_ts.sum() + err_st.sum()) / count
     return loss, mask_ts

@@ -56,6 +56,9 @@ __all__ = [
 
 STAGES = ("day", "night")
 ADVERSARIAL_MODES = ("dasp", "rnw", "none")
+#: ``loss.consistency_normaliser`` values; equal to ``dasp_core.losses.consistency3d.NORMALISERS``
+#: (test_config checks), kept here so reading a config does not import torch.
+CONSISTENCY_NORMALISERS = ("pixel", "scene")
 GAN_KINDS = ("lsgan", "vanilla")
 STACK_NORMALIZATION = ("stack", "frame")
 MILESTONE_UNITS = ("epoch", "step", "fraction")
@@ -194,6 +197,10 @@ class LossConfig:
     use_3d: bool = opt(True, "3D consistency projection loss (stage night)", mark="paper")
     lambda_3d: float = opt(0.05, "weight of the 3D consistency loss (tune on the synthetic "
                                  "benchmark)", mark="ours", lo=0.0)
+    consistency_normaliser: str = opt("pixel", "3D loss depth normaliser: pixel (per-pixel "
+                                      "z_ab + z_b in the graph, SC-SfMLearner) | scene (same "
+                                      "value, gradient only through the pair's mean depth)",
+                                      mark="ours", choices=CONSISTENCY_NORMALISERS)
     adversarial: str = opt("dasp", "adversarial branch: dasp (temporal stacks + SPLB "
                                    "discriminator) | rnw (one map + PatchGAN) | none",
                            mark="paper", choices=ADVERSARIAL_MODES)
