@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 import torch
@@ -39,6 +39,17 @@ from dasp_core.losses.consistency3d import NORMALISERS, consistency_3d_loss  # n
 from dasp_core.geometry import disp_to_depth, warp_image  # noqa: E402
 from dasp_core.losses.photometric import min_reprojection_loss  # noqa: E402
 from dasp_core.train.poses import odometry_poses  # noqa: E402
+
+
+def gradient_curve(points: torch.Tensor, loss_of: Callable[[torch.Tensor], torch.Tensor]
+                   ) -> np.ndarray:
+    """``d loss_of(v) / d v`` at each scalar ``v`` of ``points``."""
+    out = []
+    for v in points:
+        v = v.clone().requires_grad_(True)
+        loss_of(v).backward()
+        out.append(float(v.grad))
+    return np.array(out)
 
 
 def main() -> int:
@@ -80,40 +91,24 @@ def main() -> int:
         poses = torch.from_numpy(clip.poses)[None]
         T_s_t, _ = odometry_poses(poses, torch.ones(1, dtype=torch.bool), 0, (1, 2))
         K = torch.from_numpy(clip.K).float()[None]
-        for form, kw in FORMS.items():
-            g = []
-            for ls in log_s:
-                ls = ls.clone().requires_grad_(True)
-                d = depth * ls.exp()
-                loss = torch.stack([consistency_3d_loss(d[0:1], d[j:j + 1], T, K,
-                                                        **kw)[0]
-                                    for j, T in zip((1, 2), T_s_t)]).mean()
-                loss.backward()
-                g.append(float(ls.grad))
-            grads[form].append(np.array(g))
-        M = depth.median()
-        for form, kw in SPREAD.items():
-            g = []
-            for al in alphas:
-                al = al.clone().requires_grad_(True)
-                d = M * (depth / M) ** al
-                loss = torch.stack([consistency_3d_loss(d[0:1], d[j:j + 1], T, K,
-                                                        **kw)[0]
-                                    for j, T in zip((1, 2), T_s_t)]).mean()
-                loss.backward()
-                g.append(float(al.grad))
-            spread_grads[form].append(np.array(g))
-        g = []
-        for al in alphas:  # the training's photometric term (full scale only) for comparison
-            al = al.clone().requires_grad_(True)
-            d = M * (depth / M) ** al
+        def c3d(d: torch.Tensor, **kw) -> torch.Tensor:
+            return torch.stack([consistency_3d_loss(d[0:1], d[j:j + 1], T, K, **kw)[0]
+                                for j, T in zip((1, 2), T_s_t)]).mean()
+
+        def photometric(d: torch.Tensor) -> torch.Tensor:  # the training's term, full scale
             warped = [warp_image(frames[j:j + 1], d[0:1], T, K, padding_mode="border")[0]
                       for j, T in zip((1, 2), T_s_t)]
-            loss = min_reprojection_loss(frames[0:1], warped, [frames[1:2], frames[2:3]],
+            return min_reprojection_loss(frames[0:1], warped, [frames[1:2], frames[2:3]],
                                          generator=torch.Generator().manual_seed(0))[0]
-            loss.backward()
-            g.append(float(al.grad))
-        spread_grads["photometric"].append(np.array(g))
+
+        M = depth.median()
+        for form, kw in FORMS.items():
+            grads[form].append(gradient_curve(log_s, lambda v: c3d(depth * v.exp(), **kw)))
+        for form, kw in SPREAD.items():
+            spread_grads[form].append(
+                gradient_curve(alphas, lambda v: c3d(M * (depth / M) ** v, **kw)))
+        spread_grads["photometric"].append(
+            gradient_curve(alphas, lambda v: photometric(M * (depth / M) ** v)))
     lines = ["# 3D consistency loss: which depth scale it pulls towards, with metric poses", "",
              f"Reproduce: `python scripts/diag_3d_scale.py {' '.join(sys.argv[1:])}`", "",
              f"Model `{a.checkpoint}` ({H}x{W}), {len(idx)} night clips of drives {a.seeds}, "

@@ -101,7 +101,9 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     (``scripts/diag_3d_scale.py``, spread table). ``normaliser="scene"`` keeps the value
     but multiplies a detached per-pixel normaliser by ``m / stopgrad(m)`` (``m``: the
     pair's mean depth, per sample), so the global-scale invariance above still holds while a
-    single pixel can lower its error only by bringing the two points together (ours).
+    single pixel can lower its error only by bringing the two points together (ours). It
+    halves the measured pull towards a narrower range but does not remove it: points that
+    agree are easier to get with compressed depths (docs/training_recipe.md).
 
     Args:
         depth_a, depth_b: ``[B, 1, H, W]`` z-depths in metres of views a and b.

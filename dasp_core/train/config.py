@@ -57,7 +57,7 @@ __all__ = [
 STAGES = ("day", "night")
 ADVERSARIAL_MODES = ("dasp", "rnw", "none")
 #: ``loss.consistency_normaliser`` values; equal to ``dasp_core.losses.consistency3d.NORMALISERS``
-#: (test_config checks), kept here so reading a config does not import torch.
+#: (test_train checks), kept here so reading a config does not import torch.
 CONSISTENCY_NORMALISERS = ("pixel", "scene")
 GAN_KINDS = ("lsgan", "vanilla")
 STACK_NORMALIZATION = ("stack", "frame")
