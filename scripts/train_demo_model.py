@@ -8,8 +8,8 @@ discriminator (``--use-3d`` adds the 3D consistency loss: full DASP, worse at th
 docs/benchmark.md) — exported to ONNX (what the node runs, no torch needed) plus an fp16
 checkpoint (for ``dasp eval``/``dasp export``/fine-tuning), each well under 25 MB.
 
-    python scripts/train_demo_model.py                 # trains day + night (1 thread: ~1.8 h)
-    python scripts/train_demo_model.py --from-run runs/long/seed0/no_3d     # reuse a run
+    python scripts/train_demo_model.py     # trains day + night (2 threads: ~1.6 h, estimated from step times)
+    python scripts/train_demo_model.py --from-run runs/exp1200/seed0/no_3d  # reuse a run
 
 Writes ``docs/demo_model.md`` with the command, the training settings and the model's
 evaluation on the synthetic night test set (reserved seeds never used in training).
@@ -107,14 +107,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--config", default="config/train_synthetic_small.yaml")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--day-steps", type=int, default=5400)
-    p.add_argument("--night-steps", type=int, default=400)
+    p.add_argument("--night-steps", type=int, default=1200)
     p.add_argument("--use-3d", action=argparse.BooleanOptionalAction, default=False,
                    help="night stage with the 3D consistency loss (full DASP); off by default: "
                         "on the 96x320 benchmark it made night depth worse (docs/benchmark.md)")
     p.add_argument("--night-set", action="append", default=["optim.lr=0.0002",
-                                                             "optim.warmup_steps=20"],
+                                                             "optim.warmup_steps=20",
+                                                             "model.depth.exposure=log_mean"],
                    metavar="KEY=VALUE", help="overrides of the night stage only (default: the "
-                                             "benchmark's fine-tuning learning rate)")
+                                             "benchmark's fine-tuning learning rate and the "
+                                             "night input at day brightness, docs/exposure.md)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--from-run", default=None,
                    help="an existing night DASP run folder (skip training)")
