@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from dasp_core.checkpoint import load_depth_model  # noqa: E402
 from dasp_core.eval.evaluate import build_preset  # noqa: E402
+from dasp_core.eval.metrics import compute_depth_metrics  # noqa: E402
 from dasp_core.geometry import disp_to_depth  # noqa: E402
 from dasp_core.models.depth_net import ExposureNormalize  # noqa: E402
 from dasp_core.runtime.bench import cpu_model  # noqa: E402
@@ -47,29 +48,27 @@ INPUTS: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "raw": lambda x: x, "log_mean gamma": ExposureNormalize(TARGET), "gain": gain}
 
 
-def abs_rel(pred: np.ndarray, gt: np.ndarray) -> float:
-    valid = (gt > 1e-3) & (gt < 80.0)
-    p, g = pred[valid], gt[valid]
-    p = np.clip(p * np.median(g) / np.median(p), 1e-3, 80.0)
-    return float(np.mean(np.abs(p - g) / g))
-
-
-def score(ckpt: str, clips: List, transform: Callable) -> float:
-    net, info, _ = load_depth_model(ckpt)
-    if not isinstance(net.exposure, torch.nn.Identity):
-        raise SystemExit(f"{ckpt} already normalises exposure (model.depth.exposure="
-                         f"{net.cfg.exposure}); probe models trained on raw input")
+def score(net: torch.nn.Module, input_hw: tuple, clips: List, transform: Callable) -> float:
+    """Mean per-image median-scaled AbsRel of ``net`` on ``clips`` with ``transform`` applied
+    to its ``[1, 3, H, W]`` input."""
     out = []
     for c in clips:
         img = c.frames[c.target_index]
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255
-        x = F.interpolate(x, size=(info.input_height, info.input_width), mode="area")
+        x = F.interpolate(x, size=input_hw, mode="area")
         with torch.no_grad():
             disp = net(transform(x))[0]
         depth = disp_to_depth(disp, net.cfg.min_depth, net.cfg.max_depth)[1]
         depth = F.interpolate(depth, size=c.depth.shape, mode="bilinear", align_corners=False)
-        out.append(abs_rel(depth[0, 0].numpy(), c.depth))
+        out.append(compute_depth_metrics(depth[0, 0].numpy(), c.depth)["abs_rel"])
     return float(np.mean(out))
+
+
+def intensity_level(clips: List) -> float:
+    """Geometric-mean intensity in (0, 1] of the clips' target frames."""
+    return float(np.exp(np.mean([np.log(np.clip(c.frames[c.target_index] / 255.0,
+                                                 ExposureNormalize.EPS, 1)).mean()
+                                 for c in clips])))
 
 
 def main() -> int:
@@ -80,13 +79,11 @@ def main() -> int:
     p.add_argument("--report", type=Path, default=None)
     a = p.parse_args()
     torch.set_num_threads(1)
-    sets = {d: [c for c in (lambda ds: (ds[i] for i in range(len(ds))))(
-        build_preset(f"synthetic-{d}-test", frames_per_sequence=a.frames,
-                     n_sequences=a.sequences))] for d in ("night", "day")}
-    day_level = np.exp(np.mean([np.log(np.clip(c.frames[c.target_index] / 255.0, 1e-3, 1)).mean()
-                                for c in sets["day"]]))
-    night_level = np.exp(np.mean([np.log(np.clip(c.frames[c.target_index] / 255.0, 1e-3, 1))
-                                  .mean() for c in sets["night"]]))
+    sets = {}
+    for d in ("night", "day"):
+        ds = build_preset(f"synthetic-{d}-test", frames_per_sequence=a.frames,
+                          n_sequences=a.sequences)
+        sets[d] = [ds[i] for i in range(len(ds))]
     lines = ["# Exposure normalisation of the depth network's input", "",
              f"Reproduce: `python scripts/probe_exposure.py {' '.join(sys.argv[1:])}`", "",
              f"Machine: {cpu_model()}, torch {torch.__version__}, 1 thread. "
@@ -95,13 +92,18 @@ def main() -> int:
              "domain, protocol `synthetic` constants (GT in (0.001, 80) m, per-image median "
              "scaling), prediction resized bilinearly to the 192x640 ground truth. No model "
              "is retrained: the same weights see three versions of the input.", "",
-             f"Geometric-mean intensity of the test frames: day {day_level:.3f}, night "
-             f"{night_level:.3f}; target {TARGET}.", "",
+             f"Geometric-mean intensity of the test frames: day {intensity_level(sets['day']):.3f}, "
+             f"night {intensity_level(sets['night']):.3f}; target {TARGET}.", "",
              "| checkpoint | test | " + " | ".join(INPUTS) + " |",
              "|---|---|" + "---|" * len(INPUTS)]
     for ck in a.checkpoints:
+        net, info, _ = load_depth_model(ck)
+        if not isinstance(net.exposure, torch.nn.Identity):
+            raise SystemExit(f"{ck} already normalises exposure (model.depth.exposure="
+                             f"{net.cfg.exposure}); probe models trained on raw input")
+        hw = (info.input_height, info.input_width)
         for dom, clips in sets.items():
-            row = [f"{score(ck, clips, t):.3f}" for t in INPUTS.values()]
+            row = [f"{score(net, hw, clips, t):.3f}" for t in INPUTS.values()]
             lines.append(f"| `{ck}` | {dom} | " + " | ".join(row) + " |")
             print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
