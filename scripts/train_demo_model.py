@@ -177,7 +177,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if mb > 25:
             raise SystemExit(f"{name} is {mb:.1f} MB > 25 MB")
 
-    ev_dir = ROOT / "docs" / "demo_model_eval"
+    # The evaluation and the logs sit beside the report (docs/demo_model.md ->
+    # docs/demo_model_eval/, docs/demo_model_logs/), so a trial build never overwrites the
+    # shipped model's.
+    report = ROOT / args.report
+    ev_dir = report.parent / f"{report.stem}_eval"
     run(dasp + ["eval", str(onnx_path), "--data", "synthetic-night-test", "--sequences",
                 str(args.eval_sequences), "--out", str(ev_dir), "--label", "dasp_demo (night)",
                 "--save-samples", "3", "--no-progress", "--backend", "onnxruntime"])
@@ -185,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 str(args.eval_sequences), "--out", str(ev_dir / "day"), "--label",
                 "dasp_demo (day)", "--save-samples", "0", "--no-progress",
                 "--backend", "onnxruntime"])
-    logs = copy_training_logs(night_dir, ROOT / "docs" / "demo_model_logs")
+    logs = copy_training_logs(night_dir, report.parent / f"{report.stem}_logs")
     night_md = (ev_dir / "eval.md").read_text()
     day_md = (ev_dir / "day" / "eval.md").read_text()
     cmd = "python scripts/train_demo_model.py " + " ".join(
@@ -209,9 +213,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f"at {info.input_height}x{info.input_width}")
     spread = depth_spread(onnx_path, args.calib_seeds[:2])
     lines = [
-        "# The shipped demo model", "",
-        f"Files: `dasp_core/assets/dasp_demo.onnx` ({sizes[onnx_path.name]:.1f} MB, fp32, what "
-        f"the node runs with ONNX Runtime) and `dasp_core/assets/dasp_demo.pt` "
+        "# The shipped demo model" if args.assets == "dasp_core/assets"
+        else f"# A build of the shipped recipe (seed {args.seed}), not the shipped files", "",
+        f"Files: `{args.assets}/dasp_demo.onnx` ({sizes[onnx_path.name]:.1f} MB, fp32, what "
+        f"the node runs with ONNX Runtime) and `{args.assets}/dasp_demo.pt` "
         f"({sizes[pt.name]:.1f} MB, fp16 weights, for `dasp eval`/`dasp export`/fine-tuning).", "",
         f"Reproduce: `{cmd}` ({provenance}).", "",
         f"Model: DepthNet `{info.extra.get('encoder', cfg.get('model', {}).get('depth', {}).get('encoder', 'mobilenet_v3_large'))}`"
@@ -230,14 +235,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"(ground truth {spread['gt_ratio']:.1f}), Pearson correlation of log depth with "
         f"ground truth {spread['log_corr']:.3f}.", "",
         "Training logs (plain text, as `dasp train` wrote them): "
-        + (", ".join(f"[{q.name}](demo_model_logs/{q.name})" for q in logs) or "none found")
+        + (", ".join(f"[{q.name}]({report.stem}_logs/{q.name})" for q in logs) or "none found")
         + ".", "",
         "It is trained only on the synthetic world, at a small size, on 2 CPU cores: it is "
         "not a model for real roads. Train your own (README, 'Train on your own "
         "recordings').", "",
         "## Night (synthetic test seeds)", "", night_md, "", "## Day (synthetic test seeds)", "",
         day_md]
-    (ROOT / args.report).write_text("\n".join(lines) + "\n")
+    report.write_text("\n".join(lines) + "\n")
     print(json.dumps({k: f"{v:.1f} MB" for k, v in sizes.items()}))
     print(f"wrote {args.report}")
     return 0

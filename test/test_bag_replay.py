@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from ros_domain import ros_domain
 
 from dasp_ros.bag_replay import ReplaySchedule, iter_bag, message_class, parse_remaps
 
@@ -82,7 +83,7 @@ def test_replay_publishes_recorded_messages(tmp_path):
 
     bag = tmp_path / "bag"
     t0 = _write_bag(bag, "mcap", n=5)
-    os.environ.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
+    os.environ.setdefault("ROS_DOMAIN_ID", str(ros_domain("bag_replay")))
     rclpy.init()
     try:
         sub_node = rclpy.create_node("replay_test_sub")
@@ -123,7 +124,7 @@ def test_replay_command_ends_on_its_own_with_counts(tmp_path):
     _write_bag(bag, "mcap", n=5)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA", PYTHONPATH=root,
-               ROS_DOMAIN_ID=str(50 + (os.getpid() + 1) % 50))
+               ROS_DOMAIN_ID=str(ros_domain("bag_replay_subprocess")))
     t0 = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "dasp_ros.bag_replay", str(bag), "--rate", "0",
                           "--no-progress"], env=env, capture_output=True, text=True, timeout=60)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import pytest
+from ros_domain import ros_domain
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -39,7 +40,7 @@ from dasp_ros.camera_info import scale_K  # noqa: E402
 from dasp_ros.depth_node import DepthNode, LatestSlot, apply_range  # noqa: E402
 from dasp_ros.diagnostics import WarnThrottle  # noqa: E402
 
-DOMAIN = 150 + os.getpid() % 80  # other test files use 50..99; Fast DDS allows up to 232
+DOMAIN = ros_domain("depth_node")
 TIMEOUT = 30.0
 H, W = 64, 96
 K = np.array([[80.0, 0.0, 47.5], [0.0, 80.0, 31.5], [0.0, 0.0, 1.0]])
@@ -175,9 +176,15 @@ class Harness:
     def send_and_wait(self, msg: Any, counter: str = "frames_published", pub=None) -> None:
         """Publish one message and wait until ``counter`` moved (so none overwrites it)."""
         n = self.count(counter)
+        outputs = [t for t in self.subs if t != "diagnostics"]
+        m = sum(len(self.got[t]) for t in outputs)
         (pub or self.image_pub).publish(msg)
         assert self.spin_until(lambda: self.count(counter) > n), \
             f"{counter} did not increase; counters {self.node.stats.snapshot().counters}"
+        if counter == "frames_published" and outputs:
+            # The node counts a frame when it publishes it; the peer gets it on a later spin.
+            # Without this wait a loaded machine read got[...] before delivery (IndexError).
+            self.spin_until(lambda: sum(len(self.got[t]) for t in outputs) > m, timeout=5.0)
 
     def close(self) -> None:
         self.executor.remove_node(self.node)

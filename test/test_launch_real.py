@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import pytest
+from ros_domain import ros_domain
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT.parent / "shared" / "upstream" / "ros2_launch"
 SUPPORT = ROOT / "test" / "launch_support"
 LAUNCH = [sys.executable, str(SUPPORT / "ros2_launch.py"), "dasp_ros", "night_depth.launch.py"]
-DOMAIN = 233 - os.getpid() % 20  # other test files use 50..229
+DOMAIN = ros_domain("launch_real")
 
 if not (UPSTREAM / "launch_ros").is_dir():
     pytest.skip(f"the upstream ROS 2 launch stack is not at {UPSTREAM} (it ships in shared/ "

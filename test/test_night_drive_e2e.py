@@ -8,11 +8,10 @@ same preprocessing, so per-image metrics agree to float32 rounding; we allow 1e-
 from __future__ import annotations
 
 import json
-import os
 from argparse import Namespace
 
-import numpy as np
 import pytest
+from ros_domain import ros_domain
 
 pytest.importorskip("rclpy")
 torch = pytest.importorskip("torch")
@@ -41,11 +40,7 @@ def test_live_metrics_equal_offline_evaluation(tmp_path, onnx_model):
     frames, h, w, seed = 10, 96, 320, 10_001
     args = Namespace(out=str(tmp_path / "drive"), model=onnx_model, backend="onnxruntime",
                      threads=1, frames=frames, height=h, width=w, rate=1.0, seed=seed,
-                     # 1..49: ROS 2 keeps domain IDs within 0..101 on Linux; above that Fast
-                     # DDS's ports (7400 + 250 * id + ...) fall into the ephemeral range
-                     # (32768-60999), a bind can fail and discovery then never matches (two
-                     # clean-clone runs lost this test so: "no subscriber after 120 s")
-                     domain_id=1 + os.getpid() % 49, docs="")
+                     domain_id=ros_domain("night_drive_e2e"), docs="")
     assert run(args) == 0
     live = json.loads((tmp_path / "drive" / "eval" / "metrics.json").read_text())
     assert live["frames_in"] == frames

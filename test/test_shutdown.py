@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ros_domain import ros_domain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +82,7 @@ def test_depth_node_two_sigints_end_cleanly(tmp_path):
     pytest.importorskip("rclpy")
     pytest.importorskip("onnxruntime")
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1",
-               ROS_DOMAIN_ID=str(230 + os.getpid() % 2), RCUTILS_COLORIZED_OUTPUT="0")
+               ROS_DOMAIN_ID=str(ros_domain("shutdown")), RCUTILS_COLORIZED_OUTPUT="0")
     log = tmp_path / "node.log"
     with open(log, "w") as f:
         proc = subprocess.Popen([sys.executable, "-m", "dasp_ros.depth_node", "--ros-args",
