@@ -441,6 +441,60 @@ def test_validation_best_and_log_files(tmp_path):
     assert any((tmp_path / "tb").iterdir())
 
 
+class ConstantDepth(torch.nn.Module):
+    """A depth network stand-in that predicts ``depth_m`` everywhere (no BatchNorm)."""
+
+    def __init__(self, depth_m: float, cfg: DepthNetConfig):
+        super().__init__()
+        from dasp_core.geometry import depth_to_disp
+
+        self.cfg = cfg
+        self.disp = torch.nn.Parameter(
+            depth_to_disp(torch.tensor(depth_m), cfg.min_depth, cfg.max_depth))
+
+    def forward(self, x: torch.Tensor) -> list:
+        return [self.disp.expand(x.shape[0], 1, *x.shape[-2:])]
+
+
+@pytest.mark.parametrize("factor, metric_abs_rel", [(2.0, 0.0), (1.0, 0.5), (None, None)])
+def test_validate_depth_known_values(factor, metric_abs_rel):
+    """GT is 10 m everywhere; a network that says 5 m is perfect after median scaling (x2),
+    off by half in metres unless its declared factor is 2, and has no train/eval gap."""
+    from dasp_core.train.loader import wrap_reader
+    from dasp_core.train.validation import validate_depth
+
+    cfg = tiny_cfg()
+    net = ConstantDepth(5.0, cfg.model.depth)
+    val_set = wrap_reader(FakeClips(3, "night", 9), cfg, train=False)
+    out = validate_depth(net, val_set, cfg.val, target=0, batch_size=2,
+                         device=torch.device("cpu"), metric_factor=factor,
+                         report_median_scale=True)
+    assert out["n_images"] == 3
+    assert out["abs_rel"] == pytest.approx(0.0, abs=1e-5)
+    assert out["a1"] == pytest.approx(1.0)
+    assert out["median_scale"] == pytest.approx(2.0, rel=1e-4)
+    assert out["bn_gap_log_depth"] == pytest.approx(0.0, abs=1e-6)
+    if metric_abs_rel is None:
+        assert "metric_abs_rel" not in out
+    else:
+        assert out["metric_abs_rel"] == pytest.approx(metric_abs_rel, abs=1e-4)
+    assert net.training  # handed back in train mode, as the loop needs it
+
+
+def test_rng_state_round_trip():
+    """What a checkpoint stores of the generators replays the same draws after a restore."""
+    import random
+
+    from dasp_core.train.rng import rng_state, seed_everything, set_rng_state
+
+    seed_everything(123)
+    state = rng_state()
+    first = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    seed_everything(7)  # anything in between
+    set_rng_state(state)
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
+
+
 # ----------------------------------------------------------------------------- CLI
 
 def test_cli_describe_and_errors(tmp_path, capsys):

@@ -8,6 +8,10 @@
 * :mod:`~dasp_core.train.loader` / :mod:`~dasp_core.train.schedule` /
   :mod:`~dasp_core.train.precise_bn` / :mod:`~dasp_core.train.run_log` — data plumbing, the
   learning-rate schedule, BatchNorm statistics, ``train.log`` and TensorBoard;
+* :mod:`~dasp_core.train.networks` — a stage's networks and what the day checkpoint gives them;
+* :mod:`~dasp_core.train.validation` — depth metrics of the network on validation clips;
+* :mod:`~dasp_core.train.resume` / :mod:`~dasp_core.train.rng` — what a resumed checkpoint
+  must match, and the random-generator states it restores;
 * :mod:`~dasp_core.train.trainer` — ``Trainer`` (the loop: optimisers, AMP, checkpoints, resume);
 * :mod:`~dasp_core.train.distributed` — torchrun / DistributedDataParallel helpers;
 * :mod:`~dasp_core.train.scale` — weak velocity supervision (metric scale);

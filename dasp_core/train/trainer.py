@@ -1,7 +1,10 @@
 """The training loop: data, optimisers, AMP, DDP, logging, validation, checkpoints, resume.
 
 One :class:`Trainer` runs one stage (``train.stage``: day or night) of one configuration.
-Losses live in :mod:`dasp_core.train.stages`; this module owns everything around them.
+Losses live in :mod:`dasp_core.train.stages`, the networks and the day checkpoint's part in
+:mod:`~dasp_core.train.networks`, validation metrics in :mod:`~dasp_core.train.validation`,
+what a resumed checkpoint must match in :mod:`~dasp_core.train.resume` and generator states in
+:mod:`~dasp_core.train.rng`; this module runs the loop around them.
 
 Guarantees:
 
@@ -27,11 +30,9 @@ range and scale source).
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import os
-import random
 import shutil
 import time
 import warnings
@@ -46,29 +47,28 @@ import torch.nn as nn
 
 from dasp_core.checkpoint import read_checkpoint, save_checkpoint
 from dasp_core.errors import ConfigError, DaspError
-from dasp_core.geometry import disp_to_depth
 from dasp_core.losses import ImagePool
-from dasp_core.models import DepthNet, DepthNetConfig, Discriminator, PatchDiscriminator, PoseNet
+from dasp_core.models import DepthNet, DepthNetConfig
 from dasp_core.runtime.base import ModelInfo
 from dasp_core.train import distributed as ddp
 from dasp_core.train.config import TrainingConfig, save_config
 from dasp_core.train.loader import (EpochLoader, build_dataset, target_index, to_device,
                                     wrap_reader)
-from dasp_core.train.precise_bn import recompute_bn_stats, train_eval_gap
+from dasp_core.train.networks import build_stage_networks, load_day_checkpoint
+from dasp_core.train.precise_bn import recompute_bn_stats
+from dasp_core.train.resume import RESUME_MUST_MATCH, check_resumable
+from dasp_core.train.rng import rng_state, seed_everything, set_rng_state
 from dasp_core.train.run_log import RunLog, tqdm_logging
-from dasp_core.train.scale import median_scale_report, recovered_scale
+from dasp_core.train.scale import recovered_scale
 from dasp_core.train.schedule import lr_factor
 from dasp_core.train.stages import (FrameLayout, StageNets, StepResult, compute_discriminator_step,
                                     compute_generator_step, teacher_real_samples)
+from dasp_core.train.validation import validate_depth
 
 __all__ = ["Trainer", "TrainingDivergedError", "TrainSummary", "seed_everything", "lr_factor",
            "RESUME_MUST_MATCH"]
 
 log = logging.getLogger(__name__)
-
-#: Config keys that must not change between a checkpoint and its resumption.
-RESUME_MUST_MATCH = ("model", "data.height", "data.width", "data.offsets", "train.stage",
-                     "loss.adversarial", "loss.disc_scale", "experiment.seed")
 
 
 class TrainingDivergedError(DaspError, RuntimeError):
@@ -102,47 +102,8 @@ class TrainSummary:
 
 # ============================================================================ helpers
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and every CUDA device)."""
-    random.seed(seed)
-    np.random.seed(seed % (2 ** 32))
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> Dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        try:
-            torch.cuda.set_rng_state_all(state["cuda"])
-        except (RuntimeError, IndexError):
-            log.warning("could not restore CUDA RNG states (different GPU count); continuing")
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    return module.module if hasattr(module, "module") else module
-
-
 def _params_finite(module: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
-
-
-def _nested_get(d: Dict[str, Any], dotted: str) -> Any:
-    node: Any = d
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 # ============================================================================ trainer
@@ -217,70 +178,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ networks
     def _build_networks(self, load_day: bool = True) -> None:
-        cfg = self.cfg
-        self.depth = DepthNet(copy.deepcopy(cfg.model.depth))
-        # odometry poses or depth supervision need no pose network
-        self.pose: Optional[PoseNet] = (
-            PoseNet(copy.deepcopy(cfg.model.pose))
-            if cfg.pose.source == "posenet" and cfg.train.supervision == "self" else None)
-        self.teacher: Optional[DepthNet] = None
-        self.disc: Optional[nn.Module] = None
-        self.disc_kind = "none"
-        if self.adv == "dasp":
-            self.disc = Discriminator(copy.deepcopy(cfg.model.discriminator))
-            self.disc_kind = "splb"
-        elif self.adv == "rnw":
-            pc = cfg.model.patch_discriminator
-            self.disc = PatchDiscriminator(pc.in_channels, pc.base_channels, pc.n_layers,
-                                           norm=pc.norm, position_channels=pc.position_channels)
-            self.disc_kind = "patch"
-        if self.night and cfg.train.day_checkpoint and load_day:
-            self._load_day_checkpoint(cfg.train.day_checkpoint)
-
-    def _load_day_checkpoint(self, path: str) -> None:
-        cfg = self.cfg
-        ckpt = read_checkpoint(path)
-        day_cfg = DepthNetConfig.from_dict(dict(ckpt["depth_config"]))
-        day_cfg.pretrained_path = None
-        day_state = {k: v.float() if v.is_floating_point() else v
-                     for k, v in ckpt["depth_state"].items()}
-        if self.adv != "none":
-            teacher = DepthNet(day_cfg)
-            teacher.load_state_dict(day_state)
-            teacher.eval().requires_grad_(False)
-            self.teacher = teacher
-        if cfg.train.init_from_day:
-            mine = self.depth.cfg.to_dict()
-            theirs = day_cfg.to_dict()
-            for k in ("encoder", "scales", "decoder_channels"):
-                if mine[k] != theirs[k]:
-                    raise ConfigError(f"model.depth.{k}", mine[k],
-                                      f"{theirs[k]!r} as in the day checkpoint {path} "
-                                      f"(train.init_from_day=true copies its weights), or "
-                                      f"train.init_from_day=false")
-            self.depth.load_state_dict(day_state)
-            log.info("night DepthNet initialised from %s", path)
-            for k in ("min_depth", "max_depth"):
-                if mine[k] != theirs[k]:
-                    log.warning("model.depth.%s = %s differs from the day checkpoint's %s: the "
-                                "initial disparities map to other depths", k, mine[k], theirs[k])
-        if self.teacher is not None and cfg.loss.disc_scale not in tuple(self.teacher.cfg.scales):
-            raise ConfigError("loss.disc_scale", cfg.loss.disc_scale,
-                              f"one of the day teacher's scales {list(self.teacher.cfg.scales)} "
-                              f"({path})")
-        if self.pose is not None and cfg.train.init_pose_from_day and \
-                ckpt.get("pose_state") is not None:
-            saved = {k: v for k, v in dict(ckpt.get("pose_config") or {}).items()
-                     if k != "pretrained_path"}
-            mine_pose = {k: v for k, v in self.pose.cfg.to_dict().items()
-                         if k != "pretrained_path"}
-            if saved != mine_pose:
-                log.warning("the day checkpoint's PoseNet %s differs from model.pose %s; PoseNet "
-                            "is not initialised from it", saved, mine_pose)
-            else:
-                self.pose.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                           for k, v in ckpt["pose_state"].items()})
-                log.info("PoseNet initialised from %s", path)
+        nets = build_stage_networks(self.cfg, self.adv)
+        if self.night and self.cfg.train.day_checkpoint and load_day:
+            load_day_checkpoint(self.cfg.train.day_checkpoint, self.cfg, nets,
+                                want_teacher=self.adv != "none")
+        self.depth, self.pose, self.disc = nets.depth, nets.pose, nets.disc
+        self.disc_kind, self.teacher = nets.disc_kind, nets.teacher
 
     def _place_networks(self) -> None:
         dev = self.device
@@ -375,21 +278,7 @@ class Trainer:
     # ------------------------------------------------------------------ resume
     def _load_resume(self, path: Path) -> Dict[str, Any]:
         ckpt = read_checkpoint(path)
-        saved = ckpt.get("train_config") or {}
-        now = self.cfg.to_dict()
-        for key in RESUME_MUST_MATCH:
-            a, b = _nested_get(saved, key), _nested_get(now, key)
-            if a != b:
-                raise ConfigError(key, b, f"{a!r}, the value in {path} (resuming needs the same "
-                                          f"{key}; use another --out for a new run)")
-        diffs = [k for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
-        if diffs:
-            log.warning("resuming with changed config sections %s (allowed: not model/size/"
-                        "stage)", ", ".join(diffs))
-        if "train_state" not in ckpt or not ckpt["train_state"] or \
-                "opt_g" not in ckpt["train_state"]:
-            raise ConfigError("--resume", str(path), "a training checkpoint with train_state "
-                                                     "(last.pt written by dasp train)")
+        check_resumable(ckpt, self.cfg.to_dict(), path)
         self.depth.load_state_dict(ckpt["depth_state"])
         if self.pose is not None:
             self.pose.load_state_dict(ckpt["pose_state"])
@@ -422,7 +311,7 @@ class Trainer:
             self.aux.load_state_dict(st["loaders"]["aux"])
         rngs = st.get("rng") or []
         if len(rngs) == self.dist.world_size:
-            _set_rng_state(rngs[self.dist.rank])
+            set_rng_state(rngs[self.dist.rank])
         else:
             log.warning("checkpoint was written by %d processes, now %d: RNG streams restart "
                         "(training continues, not bit-identical)", len(rngs),
@@ -507,7 +396,7 @@ class Trainer:
     def save_training_checkpoint(self) -> Optional[Path]:
         """Write ``step_*.pt`` + ``last.pt`` (collective: every rank must call it)."""
         self._check_weights()
-        rngs = ddp.all_gather_objects(_rng_state())
+        rngs = ddp.all_gather_objects(rng_state())
         pools = ddp.all_gather_objects(
             self.pool.state_dict() if self.pool is not None and self.cfg.train.checkpoint_pool
             else None)
@@ -662,83 +551,19 @@ class Trainer:
                  "(precise-BN)", self.step, used)
         return used
 
-    @torch.no_grad()
     def validate(self) -> Dict[str, float]:
-        """Metrics of the current model on the validation clips (main process only)."""
-        from dasp_core.data.sample import collate_clips
-        from dasp_core.eval.metrics import compute_depth_metrics, mean_metrics
-
+        """Metrics of the current model on the validation clips (main process only), after
+        precise-BN (:func:`~dasp_core.train.validation.validate_depth` has the keys)."""
         if self.val_set is None or not self.dist.is_main:
             return {}
-        v, dc = self.cfg.val, self.cfg.model.depth
-        loader = torch.utils.data.DataLoader(self.val_set, batch_size=self.cfg.data.val_batch_size,
-                                             shuffle=False, num_workers=0,
-                                             collate_fn=collate_clips,
-                                             generator=torch.Generator().manual_seed(0))
         self.precise_bn()
-        gap: Optional[float] = None
-        self.depth.eval()
-        per_image: List[Dict[str, float]] = []
-        metric_raw: List[Dict[str, float]] = []
-        scales: List[float] = []
         source, factor = self._scale_source()  # factor 1 unless recovered from speed
-        metric_model = source != "none"
-        for i, batch in enumerate(loader):
-            if v.max_batches and i >= v.max_batches:
-                break
-            frames = batch["frames"][:, self.val_target].to(self.device)
-            if gap is None and frames.shape[0] > 1:  # train mode needs batch statistics
-                with self.amp_ctx():
-                    gap = train_eval_gap(self.depth, frames, lambda d: disp_to_depth(
-                        d, dc.min_depth, dc.max_depth)[1])  # restores eval mode
-            with self.amp_ctx():
-                disp = self.depth(frames)[0]
-            _, depth = disp_to_depth(disp.float(), dc.min_depth, dc.max_depth)
-            depth_np = depth[:, 0].cpu().numpy()
-            for b in range(depth_np.shape[0]):
-                if not bool(batch["has_depth"][b]):
-                    continue
-                gt = batch["depth"][b, 0].numpy()
-                pred = depth_np[b]
-                if pred.shape != gt.shape:
-                    import cv2
-                    pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]),
-                                      interpolation=cv2.INTER_NEAREST)
-                m = compute_depth_metrics(pred, gt, v.min_depth, v.max_depth,
-                                          median_scaling=v.median_scaling)
-                if m["n_valid"] == 0:
-                    continue
-                per_image.append(m)
-                if v.median_scaling:
-                    scales.append(m["scale"])
-                elif self.cfg.scale.report_median_scale:
-                    scales.append(compute_depth_metrics(pred, gt, v.min_depth, v.max_depth,
-                                                        median_scaling=True)["scale"])
-                if metric_model and v.median_scaling:
-                    metric_raw.append(compute_depth_metrics(pred * factor, gt, v.min_depth,
-                                                            v.max_depth,
-                                                            median_scaling=False))
-        self.depth.train()
-        if not per_image:
-            log.warning("validation: no clip of data.%s has valid ground-truth depth in "
-                        "(%g, %g) m", self.val_key, v.min_depth, v.max_depth)
-            return {}
-        out = dict(mean_metrics(per_image))
-        out["n_images"] = float(len(per_image))
-        if gap is not None:
-            # what BatchNorm's running statistics change: ~0 means eval = trained network
-            out["bn_gap_log_depth"] = gap
-        if metric_raw:
-            raw = mean_metrics(metric_raw)
-            out.update({f"metric_{k}": raw[k] for k in ("abs_rel", "rmse", "a1")})
-        if self.cfg.scale.report_median_scale and scales:
-            rep = median_scale_report(scales)
-            out["median_scale"] = rep["median"]
-            out["median_scale_std"] = rep["std"]
-            log.info("validation: median GT/pred scale factor %.4f (std %.4f, %d images) — "
-                     "reporting only, not applied to the model", rep["median"], rep["std"],
-                     rep["n"])
-        return {k: float(val) for k, val in out.items() if isinstance(val, (int, float))}
+        return validate_depth(self.depth, self.val_set, self.cfg.val, target=self.val_target,
+                              batch_size=self.cfg.data.val_batch_size, device=self.device,
+                              amp_ctx=self.amp_ctx,
+                              metric_factor=factor if source != "none" else None,
+                              report_median_scale=self.cfg.scale.report_median_scale,
+                              name=f"data.{self.val_key}")
 
     def _after_validation(self, metrics: Dict[str, float]) -> None:
         if not metrics:
