@@ -2,8 +2,9 @@
 
 Why 1..101: ROS 2 documents domain IDs 0..101 as safe on Linux. Fast DDS derives its UDP
 ports from the ID (7400 + 250 * id + offsets). From ID 102 on, those ports fall into the
-kernel's ephemeral range (32768-60999). There a bind can collide with an outgoing socket,
-and discovery then never matches. Two clean-clone runs lost a test that way.
+kernel's ephemeral range (32768-60999), where a bind can collide with an outgoing socket.
+(This did not cure test_night_drive_e2e's rare "no subscriber after 120 s": it came back once
+in 1..101, 2026-12-06; its cause is still open.)
 
 Why from the pid: two test runs on one host (two CI jobs, a developer beside CI) must not
 see each other's topics. Why a slot per file: a process one test leaves behind must not
