@@ -5,7 +5,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dasp-installed
-# Fast DDS: large images need the LARGE_DATA builtin transports between processes.
+# Fast DDS: large best-effort images need the LARGE_DATA builtin transports between processes
+# (the tests' cross-process checks use it; `make run` sets its own: docs/dds_matching.md).
 export FASTDDS_BUILTIN_TRANSPORTS ?= LARGE_DATA
 
 .PHONY: setup run test test-fast demo-model bench clean

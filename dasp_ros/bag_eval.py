@@ -44,6 +44,7 @@ from dasp_core.bagio import get_typestore, image_to_depth, stamp_to_ns
 from dasp_core.data.robotcar import points_to_depth_map
 from dasp_core.eval.metrics import MetricAccumulator, get_protocol
 from dasp_ros.bag_replay import iter_bag
+from dasp_ros.dds_match import EXIT_NOT_MATCHED, NotMatchedError, wait_matched
 from dasp_ros.shutdown import TEARDOWN_TIMEOUT_S, exit_watchdog
 
 LOG = logging.getLogger("dasp.bag_eval")
@@ -411,8 +412,9 @@ def run(args: argparse.Namespace, teardown_timeout: Optional[float] = None) -> D
     image_topic = args.image_topic + ("/compressed" if args.compressed else "")
     node.create_subscription(CompressedImage if args.compressed else Image, image_topic,
                              on_image, reliable, raw=True)
-    node.create_subscription(Image, topic("depth"), record("depth", "sensor_msgs/msg/Image"),
-                             reliable, raw=True)
+    depth_sub = node.create_subscription(Image, topic("depth"),
+                                         record("depth", "sensor_msgs/msg/Image"), reliable,
+                                         raw=True)
     node.create_subscription(PointCloud2, topic("points"),
                              record("points", "sensor_msgs/msg/PointCloud2"), reliable, raw=True)
     node.create_subscription(Image, topic("depth/color"),
@@ -434,11 +436,21 @@ def run(args: argparse.Namespace, teardown_timeout: Optional[float] = None) -> D
     ready = Path(args.ready_file) if args.ready_file else None
     ex = SingleThreadedExecutor()
     ex.add_node(node)
-    t_start = time.monotonic()
-    if ready:
-        ready.write_text("ready\n")
     status = {"code": 1}  # exit status if the teardown has to be cut short
     try:
+        if args.wait_for_publisher > 0:
+            try:
+                # matched publishers where rclpy has the call (Iron+), else the graph's count
+                count = getattr(depth_sub, "get_publisher_count", None) or \
+                    (lambda: node.count_publishers(depth_sub.topic_name))
+                wait_matched(count, 1, args.wait_for_publisher, depth_sub.topic_name,
+                             "publisher")
+            except NotMatchedError:
+                status["code"] = EXIT_NOT_MATCHED
+                raise
+        t_start = time.monotonic()
+        if ready:
+            ready.write_text("ready\n")
         while not state["stop"]:
             ex.spin_once(timeout_sec=0.05)
             now = time.monotonic()
@@ -526,6 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds")
     p.add_argument("--no-record", action="store_true", help="do not write the outputs bag")
     p.add_argument("--ready-file", default=None, help="touch this file once subscribed")
+    p.add_argument("--wait-for-publisher", type=float, default=0.0, metavar="SECONDS",
+                   help="before the ready file, wait this long for the node's depth publisher "
+                   "to match; exit status 3 if it does not (0: do not wait)")
     return p
 
 
@@ -534,6 +549,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         run(args, teardown_timeout=TEARDOWN_TIMEOUT_S)
+    except NotMatchedError as e:
+        LOG.error("%s", e)
+        return EXIT_NOT_MATCHED
     except (FileNotFoundError, ValueError) as e:
         LOG.error("%s", e)
         return 2

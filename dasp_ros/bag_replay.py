@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from dasp_ros.dds_match import EXIT_NOT_MATCHED, NotMatchedError, wait_matched
 from dasp_ros.shutdown import TEARDOWN_TIMEOUT_S, exit_watchdog
 
 LOG = logging.getLogger("dasp.bag_replay")
@@ -123,7 +124,9 @@ def replay(bag: str, rate: float = 1.0, loop: bool = False, topics: Optional[Seq
         clock: publish ``/clock`` with the bag time of every message.
         reliable: reliable QoS (default; best-effort subscribers still match), else best effort.
         wait_for_subscribers: before starting, wait until the first image-like topic has this
-            many subscribers (so the first frames are not lost while a node starts).
+            many subscribers (so the first frames are not lost while a node starts); raises
+            :class:`~dasp_ros.dds_match.NotMatchedError` after ``wait_timeout`` seconds (the
+            command line exits with status 3 then: start it again, see ``dds_match``).
         teardown_timeout: bound the node's teardown to this many seconds, then exit the
             *process* (``os._exit``) with status 0 (replay done) or 2 (error); the counts or
             the error are logged before. For command-line use only; None waits.
@@ -162,12 +165,8 @@ def replay(bag: str, rate: float = 1.0, loop: bool = False, topics: Optional[Seq
         if wait_for_subscribers > 0:
             image_pubs = [p for t, p in pubs.items() if "image" in t and "depth" not in t] or \
                 list(pubs.values())
-            t_end = time.monotonic() + wait_timeout
-            while image_pubs[0].get_subscription_count() < wait_for_subscribers:
-                if time.monotonic() > t_end:
-                    raise TimeoutError(f"no subscriber on {image_pubs[0].topic_name} after "
-                                       f"{wait_timeout:.0f} s")
-                time.sleep(0.05)
+            wait_matched(image_pubs[0].get_subscription_count, wait_for_subscribers,
+                         wait_timeout, image_pubs[0].topic_name, "subscriber")
         if start_delay > 0:
             time.sleep(start_delay)
         while True:
@@ -202,7 +201,7 @@ def replay(bag: str, rate: float = 1.0, loop: bool = False, topics: Optional[Seq
         for topic, n in counts.items():
             LOG.info("published %d messages on %s", n, topic)
     except (FileNotFoundError, ValueError, TimeoutError) as e:
-        status["code"] = 2
+        status["code"] = EXIT_NOT_MATCHED if isinstance(e, NotMatchedError) else 2
         LOG.error("%s", e)  # now: the teardown below may end the process
         raise
     except KeyboardInterrupt:
@@ -229,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--best-effort", action="store_true", help="best-effort QoS (default reliable)")
     p.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
                    help="wait until the image topic has N subscribers before starting")
-    p.add_argument("--wait-timeout", type=float, default=30.0)
+    p.add_argument("--wait-timeout", type=float, default=30.0,
+                   help="seconds to wait for the subscribers; exit status 3 if they do not match")
     p.add_argument("--start-delay", type=float, default=0.0, help="seconds to wait before playing")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -250,6 +250,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                         wait_for_subscribers=args.wait_for_subscribers,
                         wait_timeout=args.wait_timeout, start_delay=args.start_delay,
                         progress=not args.no_progress, teardown_timeout=TEARDOWN_TIMEOUT_S)
+    except NotMatchedError:
+        return EXIT_NOT_MATCHED  # replay() logged it; a restart may match (dds_match)
     except (FileNotFoundError, ValueError, TimeoutError):
         return 2  # replay() logged it
     except KeyboardInterrupt:

@@ -258,7 +258,8 @@ class DepthNode(Node):
         self._worker = threading.Thread(target=self._worker_loop, name="depth_worker",
                                         daemon=True)
         self._worker.start()
-        for level, text in dds_environment_hints():
+        for level, text in dds_environment_hints(
+                reliable_input=cfg.qos_reliability == "reliable"):
             (log.warning if level == "warn" else log.info)(text)
         log.info(f"backend {self._estimator.backend}: "
                  f"{getattr(self._estimator, 'selection', 'estimator given by the caller')}")

@@ -222,7 +222,8 @@ def diagnostic_summary(snap: StatsSnapshot, static: Mapping[str, str],
     level, msgs = OK, []
     if snap.since_last_input is None:
         level, msgs = WARN, ["no input image yet (check the image topic, its QoS and that "
-                             "the publisher uses the same FASTDDS_BUILTIN_TRANSPORTS)"]
+                             "the publisher uses the same FASTDDS_BUILTIN_TRANSPORTS; with "
+                             "LARGE_DATA see docs/dds_matching.md)"]
     elif snap.since_last_input > stale_after_s:
         level, msgs = WARN, [f"no input for {snap.since_last_input:.1f} s"]
     if problems:

@@ -28,7 +28,11 @@ Decisions:
   variable. The camera driver's process must use the same setting: measured with
   rmw_fastrtps (Kilted), a LARGE_DATA participant and a default one do not communicate *at
   all*, and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` undoes LARGE_DATA (frames lost again);
-  :func:`dds_environment_hints` says so at start.
+  :func:`dds_environment_hints` says so at start. LARGE_DATA has a cost: Fast DDS 3.2.3
+  sometimes never matches two of its participants on one host (docs/dds_matching.md), which
+  the default transports did not do; with reliable QoS on both sides (the node's default)
+  they deliver 640x480 frames whole, so ``fastdds_large_data:=false`` suits a reliable
+  camera driver that must always connect (at the cost of a slower latency tail).
 * RViz (``rviz:=true``): ``config/night_depth.rviz`` with its topics and fixed frame rewritten
   for the chosen namespace, compression and camera frame, written to
   ``$ROS_HOME/dasp_ros/night_depth_<hash>.rviz`` (default ``~/.ros``): like the overrides file,
@@ -246,24 +250,34 @@ def environment(current: Optional[Mapping[str, str]] = None, large_data: bool = 
     return {} if key in current or not large_data else {key: value}
 
 
-def dds_environment_hints(env: Optional[Mapping[str, str]] = None) -> List[Tuple[str, str]]:
+def dds_environment_hints(env: Optional[Mapping[str, str]] = None, reliable_input: bool = False
+                          ) -> List[Tuple[str, str]]:
     """``[(level, text), ...]`` about the DDS environment of an image subscriber (for logs).
 
     Levels are ``"info"`` or ``"warn"``. Only rmw_fastrtps (the default RMW) is checked.
+    ``reliable_input``: the subscriber asks for reliable QoS, which the default transports
+    deliver whole (large samples are retransmitted; shared memory on one host), so only a
+    best-effort subscriber is warned about them.
     """
     env = os.environ if env is None else env
     rmw = env.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") or "rmw_fastrtps_cpp"
     if not rmw.startswith("rmw_fastrtps"):
         return []
     transports = env.get("FASTDDS_BUILTIN_TRANSPORTS", "")
+    same = ("the image publisher must use the same setting (Fast DDS participants with "
+            "different builtin transports do not communicate at all)")
     if transports != "LARGE_DATA":
+        if reliable_input:
+            return [("info", f"FASTDDS_BUILTIN_TRANSPORTS is {transports or 'unset'}: fine for "
+                             f"reliable input; {same}")]
         return [("warn", f"FASTDDS_BUILTIN_TRANSPORTS is {transports or 'unset'}: best-effort "
                          "images from other processes are mostly lost once larger than a few "
                          "UDP fragments; set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA here and in "
-                         "the camera driver's process")]
-    hints = [("info", "FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA: the image publisher must use it "
-                      "too (Fast DDS participants with different builtin transports do not "
-                      "communicate at all)")]
+                         "the camera driver's process, or use reliable QoS on both sides")]
+    hints = [("info", f"FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA: {same}. With it, Fast DDS "
+                      "sometimes never matches two participants on one host (measured in "
+                      "docs/dds_matching.md): if no image arrives, restart the camera driver "
+                      "and this node, or use reliable QoS with the default transports")]
     if env.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() == "LOCALHOST":
         hints.append(("warn", "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST undoes LARGE_DATA in "
                               "rmw_fastrtps (large best-effort images are lost); unset it and "

@@ -6,8 +6,9 @@
    rosbag2 (camera images, CameraInfo, ground-truth depth, odometry, tf);
 2. starts ``depth_node`` with the shipped model (ONNX Runtime, no torch) in its own process;
 3. starts ``bag_eval`` in another process, subscribed to the node's outputs;
-4. replays the bag into the node over Fast DDS (``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``,
-   exactly what a user's camera driver would need);
+4. replays the bag into the node over Fast DDS, reliable QoS on every topic (as the node's
+   default ``qos_reliability``) and Fast DDS's default transports (``--fastdds-transports``;
+   why not LARGE_DATA: docs/dds_matching.md);
 5. collects the report: accuracy (median-scaled and metric), latency, drops, a depth strip
    picture, a GIF, a PLY point cloud and an mcap bag of everything the node published.
 
@@ -28,15 +29,25 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from dasp_ros.dds_match import EXIT_NOT_MATCHED
+
 LOG = logging.getLogger("dasp.night_drive")
 
 #: Night test seeds (never used for training; see dasp_core.eval presets).
 DEFAULT_SEED = 10_000
 
+#: How long bag_eval and bag_replay wait for their DDS peers before they give up (status 3).
+MATCH_TIMEOUT_S = 30.0
 
-def _env(domain_id: int) -> Dict[str, str]:
+#: The three processes' Fast DDS builtin transports. All their topics are reliable, which the
+#: default transports (shared memory on one host) deliver whole, and DEFAULT always matched in
+#: docs/dds_matching.md; LARGE_DATA sometimes never matches two participants on one host there.
+DEFAULT_TRANSPORTS = "DEFAULT"
+
+
+def _env(domain_id: int, transports: str = DEFAULT_TRANSPORTS) -> Dict[str, str]:
     env = dict(os.environ)
-    env["FASTDDS_BUILTIN_TRANSPORTS"] = env.get("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    env["FASTDDS_BUILTIN_TRANSPORTS"] = transports
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
@@ -73,6 +84,11 @@ def start_node(model: str, backend: str, threads: int, env: Dict[str, str], log:
                             start_new_session=True)
 
 
+def _why(returncode: int) -> str:
+    return (": its DDS peers never matched (docs/dds_matching.md)"
+            if returncode == EXIT_NOT_MATCHED else "")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -81,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     model = args.model or default_model_path("onnx")
-    env = _env(args.domain_id)
+    env = _env(args.domain_id, args.fastdds_transports)
     steps = tqdm(total=5, desc="night drive", unit="step", bar_format="{desc}: {n}/{total} {postfix}")
     procs: List[subprocess.Popen] = []
     try:
@@ -96,21 +112,23 @@ def run(args: argparse.Namespace) -> int:
 
         steps.set_postfix_str("starting evaluator")
         ready = out / ".eval_ready"
-        ready.unlink(missing_ok=True)
         eval_cmd = [sys.executable, "-m", "dasp_ros.bag_eval", "--bag", str(bag),
                     "--out", str(out / "eval"), "--expected", str(args.frames),
-                    "--idle-timeout", "8", "--metric", "--ready-file", str(ready)]
+                    "--idle-timeout", "8", "--metric", "--ready-file", str(ready),
+                    "--wait-for-publisher", str(MATCH_TIMEOUT_S)]
+        ready.unlink(missing_ok=True)
         ev = subprocess.Popen(eval_cmd, env=env, stdout=open(out / "bag_eval.log", "w"),
                               stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(ev)
-        t_end = time.monotonic() + 60
+        t_end = time.monotonic() + 60 + MATCH_TIMEOUT_S
         while not ready.exists():
             for p, name in ((node, "depth_node"), (ev, "bag_eval")):
                 if p.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {p.returncode}; see "
-                                       f"{out / (name + '.log')}")
+                    raise RuntimeError(f"{name} exited with {p.returncode}{_why(p.returncode)}; "
+                                       f"see {out / (name + '.log')}")
             if time.monotonic() > t_end:
-                raise TimeoutError("bag_eval did not become ready within 60 s")
+                raise TimeoutError(f"bag_eval did not become ready within "
+                                   f"{60 + MATCH_TIMEOUT_S:.0f} s")
             time.sleep(0.1)
         steps.update(1)
 
@@ -118,15 +136,15 @@ def run(args: argparse.Namespace) -> int:
         # its own process, like the others: its teardown is bounded (bag_replay's watchdog);
         # two subscribers on the image topic: the node and the evaluator
         replay_cmd = [sys.executable, "-m", "dasp_ros.bag_replay", str(bag), "--rate",
-                      str(args.rate), "--wait-for-subscribers", "2", "--wait-timeout", "120",
-                      "--start-delay", "1.0", "--no-progress", "--topics", "/camera/image_raw",
-                      "/camera/camera_info", "/tf"]
+                      str(args.rate), "--wait-for-subscribers", "2", "--wait-timeout",
+                      str(MATCH_TIMEOUT_S), "--start-delay", "1.0", "--no-progress", "--topics",
+                      "/camera/image_raw", "/camera/camera_info", "/tf"]
         replayer = subprocess.Popen(replay_cmd, env=env, stdout=open(out / "bag_replay.log", "w"),
                                     stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(replayer)
         rc = replayer.wait(timeout=180 + args.frames / max(args.rate, 0.05))
         if rc != 0:
-            raise RuntimeError(f"bag_replay failed ({rc}); see {out / 'bag_replay.log'}")
+            raise RuntimeError(f"bag_replay failed ({rc}){_why(rc)}; see {out / 'bag_replay.log'}")
         steps.update(1)
 
         steps.set_postfix_str("collecting outputs")
@@ -159,12 +177,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"  report:               {out / 'eval' / 'report.md'}")
     print(f"  node log:             {out / 'depth_node.log'}")
     if args.docs:
-        publish_docs(Path(args.docs), out, summary, report)
+        publish_docs(Path(args.docs), out, summary, report, args.fastdds_transports)
     ok = summary["frames_out"] > 0
     return 0 if ok else 1
 
 
-def publish_docs(docs: Path, out: Path, summary: Dict, report: str) -> None:
+def publish_docs(docs: Path, out: Path, summary: Dict, report: str,
+                 transports: str = DEFAULT_TRANSPORTS) -> None:
     """Copy the picture and the report into ``docs`` with the command and the machine."""
     import platform
     import shutil
@@ -184,7 +203,8 @@ def publish_docs(docs: Path, out: Path, summary: Dict, report: str) -> None:
         f"Command: `{cmd}` (what `make run` runs, plus `--docs docs`).", "",
         f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         "depth_node, bag_eval and the replay in three processes over Fast DDS "
-        "(`FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`), the shipped model on ONNX Runtime.", "",
+        f"(`FASTDDS_BUILTIN_TRANSPORTS={transports}`, "
+        "reliable QoS), the shipped model on ONNX Runtime.", "",
         "![camera | DASP depth | ground truth | error](night_drive_strip.png)", "",
         body, "",
         "![the drive: camera over depth](night_drive.gif)" if (docs / "night_drive.gif").exists()
@@ -207,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="night test seed")
     p.add_argument("--docs", default="", help="also copy the picture and report into this "
                    "folder (docs/night_drive.md)")
+    p.add_argument("--fastdds-transports", default=DEFAULT_TRANSPORTS,
+                   help="FASTDDS_BUILTIN_TRANSPORTS of the three processes (set here, not taken "
+                   "from the environment; docs/dds_matching.md)")
     p.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0),
                    help="ROS_DOMAIN_ID for all processes")
     return p

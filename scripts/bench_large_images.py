@@ -115,7 +115,7 @@ def main() -> int:
     pairs = [("best_effort", "best_effort"), ("reliable", "best_effort"),
              ("reliable", "reliable"), ("best_effort", "reliable")]
     rows = []
-    domain = 120 + os.getpid() % 50
+    domain = 1 + os.getpid() % 101  # 1..101: above, Fast DDS ports are ephemeral ones
     for size in args.sizes:
         w, h = (int(v) for v in size.split("x"))
         for pub_rel, node_rel in pairs:

@@ -555,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input rate of the overhead run [Hz]")
     p.add_argument("--overhead-duration", type=float, default=30.0, help="overhead run [s]")
     p.add_argument("--repeats", type=int, default=200, help="micro-benchmark repeats")
-    p.add_argument("--domain", type=int, default=100 + os.getpid() % 50, help="ROS_DOMAIN_ID")
+    p.add_argument("--domain", type=int, default=1 + os.getpid() % 101,
+                   help="ROS_DOMAIN_ID (1..101: above, Fast DDS ports are ephemeral ones)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
                    help="whole-node runs, comma list of backend:precision (auto:auto = the "
                         "node's default); empty = none")

@@ -88,14 +88,14 @@ def test_project_lidar_known_pixel_and_nearest_wins():
     assert d2[40, 50] == pytest.approx(10.0)
 
 
-def test_load_ground_truth_from_bag_depth_image(tmp_path):
+def _write_gt_bag(bag):
+    """/camera/depth_gt: one 2x2 32FC1 frame (one NaN); /camera/bad: an rgb8 'depth'."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
     ts = get_typestore(Stores.ROS2_HUMBLE)
     Image, Header, Time = (ts.types[n] for n in ("sensor_msgs/msg/Image", "std_msgs/msg/Header",
                                                   "builtin_interfaces/msg/Time"))
-    bag = tmp_path / "gt"
     depth = np.array([[1.5, np.nan], [3.0, 4.0]], np.float32)
     with Writer(bag, version=8, storage_plugin=StoragePlugin.MCAP) as w:
         c = w.add_connection("/camera/depth_gt", "sensor_msgs/msg/Image", typestore=ts)
@@ -106,8 +106,37 @@ def test_load_ground_truth_from_bag_depth_image(tmp_path):
         bad = Image(header=Header(stamp=Time(sec=7, nanosec=5), frame_id="cam"), height=2, width=2,
                     encoding="rgb8", is_bigendian=0, step=6, data=np.zeros(12, np.uint8))
         w.write(c2, 1, ts.serialize_cdr(bad, "sensor_msgs/msg/Image"))
+
+
+def test_load_ground_truth_from_bag_depth_image(tmp_path):
+    bag = tmp_path / "gt"
+    _write_gt_bag(bag)
     gt = load_ground_truth(bag, "/camera/depth_gt")
     assert list(gt) == [7_000_000_005]
     np.testing.assert_array_equal(gt[7_000_000_005], [[1.5, 0.0], [3.0, 4.0]])
     with pytest.raises(ValueError, match="encoding 'rgb8'"):
         load_ground_truth(bag, "/camera/bad")
+
+
+def test_command_exits_3_when_no_depth_publisher_matches(tmp_path):
+    """--wait-for-publisher: no node in the domain → status 3 (night_drive restarts on it)
+    and no ready file, so nobody starts a replay into an evaluator that cannot listen."""
+    pytest.importorskip("rclpy")
+    import os
+    import subprocess
+    import sys
+
+    from ros_domain import ros_domain
+
+    bag = tmp_path / "gt"
+    _write_gt_bag(bag)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root, ROS_DOMAIN_ID=str(ros_domain("bag_eval_lonely")))
+    ready = tmp_path / "ready"
+    out = subprocess.run([sys.executable, "-m", "dasp_ros.bag_eval", "--bag", str(bag),
+                          "--out", str(tmp_path / "eval"), "--ready-file", str(ready),
+                          "--wait-for-publisher", "1"],
+                         env=env, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 3, out.stderr
+    assert "0 of 1 publisher(s) matched on /dasp/depth after 1 s" in out.stderr
+    assert not ready.exists()

@@ -135,3 +135,10 @@ def test_replay_command_ends_on_its_own_with_counts(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "dasp_ros.bag_replay", str(tmp_path / "none")],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+    # nobody subscribes in this domain: the distinct status that night_drive restarts on
+    lonely = subprocess.run([sys.executable, "-m", "dasp_ros.bag_replay", str(bag),
+                             "--wait-for-subscribers", "1", "--wait-timeout", "1",
+                             "--no-progress"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert lonely.returncode == 3, lonely.stderr
+    assert "0 of 1 subscriber(s) matched on /camera/image_raw after 1 s" in lonely.stderr

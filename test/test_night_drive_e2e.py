@@ -40,7 +40,8 @@ def test_live_metrics_equal_offline_evaluation(tmp_path, onnx_model):
     frames, h, w, seed = 10, 96, 320, 10_001
     args = Namespace(out=str(tmp_path / "drive"), model=onnx_model, backend="onnxruntime",
                      threads=1, frames=frames, height=h, width=w, rate=1.0, seed=seed,
-                     domain_id=ros_domain("night_drive_e2e"), docs="")
+                     domain_id=ros_domain("night_drive_e2e"), docs="",
+                     fastdds_transports="DEFAULT")
     assert run(args) == 0
     live = json.loads((tmp_path / "drive" / "eval" / "metrics.json").read_text())
     assert live["frames_in"] == frames

@@ -282,6 +282,10 @@ def test_large_data_switch_and_dds_hints(tmp_path):
     assert ls.dds_environment_hints({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}) == []
     (hint,) = ls.dds_environment_hints({})
     assert hint[0] == "warn" and "LARGE_DATA" in hint[1]
+    (hint,) = ls.dds_environment_hints({}, reliable_input=True)  # retransmitted: no warning
+    assert hint[0] == "info" and "fine for reliable input" in hint[1]
+    (hint,) = ls.dds_environment_hints({"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"})
+    assert hint[0] == "info" and "dds_matching.md" in hint[1]
     hints = ls.dds_environment_hints({"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
                                       "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"})
     assert [lv for lv, _ in hints] == ["info", "warn"] and "LOCALHOST" in hints[1][1]

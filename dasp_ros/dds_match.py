@@ -1,0 +1,55 @@
+"""Waiting for DDS endpoints to match, and the exit status that says they never did.
+
+Why this exists: with ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` (Fast DDS 3.2.3, the Kilted
+wheels), a publisher and a subscriber on the same host sometimes never match: in
+``docs/dds_matching.md`` 3 of 60 three-process starts ended with the publisher seeing 0 of
+2 subscribers after 10 s (0 of 30 with the default transports), and the night-drive test saw
+the same thing last for 120 s. A fresh participant (a restarted process) matched in every
+retry measured there. So the tools that wire processes together (``night_drive``) wait a
+bounded time for the match, and a process that did not match exits with
+:data:`EXIT_NOT_MATCHED` so that its caller can start it again, instead of waiting for data
+that cannot come.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+#: Exit status of ``bag_replay`` / ``bag_eval`` when their endpoints did not match in time.
+EXIT_NOT_MATCHED = 3
+
+
+class NotMatchedError(TimeoutError):
+    """``wanted`` peers were asked for on ``topic``; only ``matched`` showed up in time."""
+
+    def __init__(self, topic: str, role: str, matched: int, wanted: int, timeout: float):
+        self.topic, self.role, self.matched, self.wanted = topic, role, matched, wanted
+        super().__init__(
+            f"{matched} of {wanted} {role}(s) matched on {topic} after {timeout:.0f} s "
+            "(with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA, Fast DDS sometimes never matches two "
+            "participants on one host; restarting this process gives it a new participant: "
+            "see docs/dds_matching.md)")
+
+
+def wait_matched(count: Callable[[], int], wanted: int, timeout: float, topic: str, role: str,
+                 poll: float = 0.05, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> int:
+    """Block until ``count() >= wanted``; returns the count.
+
+    Args:
+        count: the matched-endpoint count, e.g. ``publisher.get_subscription_count``.
+        wanted: how many peers to wait for (>= 1).
+        timeout: seconds; raises :class:`NotMatchedError` when they pass first.
+        topic, role: for the error message ("subscriber", "publisher").
+    """
+    if wanted < 1:
+        raise ValueError(f"wanted must be >= 1, got {wanted}")
+    t_end = clock() + timeout
+    while True:
+        n = count()
+        if n >= wanted:
+            return n
+        if clock() > t_end:
+            raise NotMatchedError(topic, role, n, wanted, timeout)
+        sleep(poll)
