@@ -126,9 +126,10 @@ def replay(bag: str, rate: float = 1.0, loop: bool = False, topics: Optional[Seq
         wait_for_subscribers: before starting, wait until the first image-like topic has this
             many subscribers (so the first frames are not lost while a node starts); raises
             :class:`~dasp_ros.dds_match.NotMatchedError` after ``wait_timeout`` seconds (the
-            command line exits with status 3 then: start it again, see ``dds_match``).
+            command line exits with status 3 then; see ``dds_match``).
         teardown_timeout: bound the node's teardown to this many seconds, then exit the
-            *process* (``os._exit``) with status 0 (replay done) or 2 (error); the counts or
+            *process* (``os._exit``) with status 0 (replay done), 3 (subscribers never
+            matched) or 2 (another error); the counts or
             the error are logged before. For command-line use only; None waits.
     """
     import rclpy
@@ -251,7 +252,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         wait_timeout=args.wait_timeout, start_delay=args.start_delay,
                         progress=not args.no_progress, teardown_timeout=TEARDOWN_TIMEOUT_S)
     except NotMatchedError:
-        return EXIT_NOT_MATCHED  # replay() logged it; a restart may match (dds_match)
+        return EXIT_NOT_MATCHED  # replay() logged it (dds_match)
     except (FileNotFoundError, ValueError, TimeoutError):
         return 2  # replay() logged it
     except KeyboardInterrupt:

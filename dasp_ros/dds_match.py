@@ -2,13 +2,12 @@
 
 Why this exists: with ``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA`` (Fast DDS 3.2.3, the Kilted
 wheels), a publisher and a subscriber on the same host sometimes never match: in
-``docs/dds_matching.md`` 3 of 60 three-process starts ended with the publisher seeing 0 of
-2 subscribers after 10 s (0 of 30 with the default transports), and the night-drive test saw
-the same thing last for 120 s. A fresh participant (a restarted process) matched in every
-retry measured there. So the tools that wire processes together (``night_drive``) wait a
-bounded time for the match, and a process that did not match exits with
-:data:`EXIT_NOT_MATCHED` so that its caller can start it again, instead of waiting for data
-that cannot come.
+``docs/dds_matching.md`` one of two subscribers stayed unmatched after 10 s in 7 of 30
+three-process trials (0 of 30 with the default transports), and test_night_drive_e2e saw it
+last 120 s. A fresh publisher rarely cured it (the stuck side was a subscriber). So the tools
+that wire processes together wait a bounded time for the match and then exit with
+:data:`EXIT_NOT_MATCHED` and a message that says how many peers matched, instead of
+waiting for data that cannot come.
 """
 
 from __future__ import annotations
@@ -28,8 +27,7 @@ class NotMatchedError(TimeoutError):
         super().__init__(
             f"{matched} of {wanted} {role}(s) matched on {topic} after {timeout:.0f} s "
             "(with FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA, Fast DDS sometimes never matches two "
-            "participants on one host; restarting this process gives it a new participant: "
-            "see docs/dds_matching.md)")
+            "participants on one host: see docs/dds_matching.md)")
 
 
 def wait_matched(count: Callable[[], int], wanted: int, timeout: float, topic: str, role: str,

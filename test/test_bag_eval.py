@@ -119,7 +119,7 @@ def test_load_ground_truth_from_bag_depth_image(tmp_path):
 
 
 def test_command_exits_3_when_no_depth_publisher_matches(tmp_path):
-    """--wait-for-publisher: no node in the domain → status 3 (night_drive restarts on it)
+    """--wait-for-publisher: no node in the domain → status 3 (night_drive reports it as such)
     and no ready file, so nobody starts a replay into an evaluator that cannot listen."""
     pytest.importorskip("rclpy")
     import os

@@ -135,7 +135,7 @@ def test_replay_command_ends_on_its_own_with_counts(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "dasp_ros.bag_replay", str(tmp_path / "none")],
                          env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
-    # nobody subscribes in this domain: the distinct status that night_drive restarts on
+    # nobody subscribes in this domain: the distinct status night_drive reports as unmatched
     lonely = subprocess.run([sys.executable, "-m", "dasp_ros.bag_replay", str(bag),
                              "--wait-for-subscribers", "1", "--wait-timeout", "1",
                              "--no-progress"], env=env, capture_output=True, text=True,

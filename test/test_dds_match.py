@@ -1,4 +1,4 @@
-"""Waiting for DDS matches (dasp_ros.dds_match) and night_drive's restart rule, without ROS."""
+"""Waiting for DDS matches (dasp_ros.dds_match), without ROS."""
 
 from __future__ import annotations
 
