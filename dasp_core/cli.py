@@ -21,6 +21,8 @@ COMMANDS = {
     "synth": ("dasp_core.data.synthetic.cli", "render synthetic day/night drives (folder, rosbag2)"),
     "train": ("dasp_core.train.cli", "train the day or night stage from a YAML config"),
     "eval": ("dasp_core.eval.cli", "evaluate a checkpoint/ONNX model: metrics, tables, plots"),
+    "report": ("dasp_core.eval.report_cli",
+               "one table and plots from earlier `dasp eval` results (eval.json files)"),
     "export": ("dasp_core.export.cli", "export a checkpoint to ONNX or a TensorRT engine"),
     "bench": ("dasp_core.runtime.bench", "latency benchmark of the inference backends"),
     "demo": ("dasp_core.demo", "run the shipped model on a synthetic night drive, write pictures"),

@@ -245,6 +245,16 @@ def markdown_report(summary: Dict[str, Any], diagnostics: Dict[str, str],
         m = s["metrics"]
         lines.append(f"| {name} | {s['n_images']} | " +
                      " | ".join(f"{m.get(k, float('nan')):.3f}" for k in METRIC_NAMES) + " |")
+    sp = rows[-1][1].get("spread") or {}
+    if sp.get("n_pixels"):
+        # the published depth's range of distances against the scene's (the last row: the
+        # metres the node publishes when the model has a scale)
+        lines += ["", f"Depth spread ({rows[-1][0]}), all scored pixels: p2 / p50 / p98 "
+                      f"{sp['pred_p2']:.2f} / {sp['pred_p50']:.2f} / {sp['pred_p98']:.1f} m "
+                      f"(ground truth {sp['gt_p2']:.2f} / {sp['gt_p50']:.2f} / "
+                      f"{sp['gt_p98']:.1f} m), p98/p2 {sp['pred_ratio']:.1f} against "
+                      f"{sp['gt_ratio']:.1f} ({sp['ratio_rel']:.2f} of it), log-depth "
+                      f"correlation {sp['log_corr']:.3f}."]
     lat = summary["latency_ms"]
     lines += ["", "| frames in | depth out | dropped | latency p50 | latency p99 |",
               "|---|---|---|---|---|",

@@ -16,8 +16,9 @@ Two image-blind references are scored on the same test frames, so that a table c
 against what costs no learning at all: a constant depth, and the per-pixel median of the
 ground truth of the day *training* drives (a "road layout prior" that never looks at the
 image; it uses ground truth the methods never see). A model below that prior has learned
-nothing useful yet. Each model's depth spread on test frames (p98/p2 of predicted depth,
-against the ground truth's) and the correlation of log depths catch collapse to a constant.
+nothing useful yet. Each model's depth spread on test frames (p98/p2 of predicted depth over all
+scored pixels, against the ground truth's; from ``dasp eval``) and the correlation of log
+depths catch collapse to a constant.
 The day model is also scored on the day test set (how good the teacher is).
 
 Runs ``dasp train`` / ``dasp eval`` as subprocesses (``--jobs`` at a time, each with
@@ -41,7 +42,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -188,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for region, m in scores["median"].get("per_region", {}).items():
             out_d[f"region_{region}_abs_rel"] = float(m["abs_rel"])
         if domain == "night":
-            out_d.update(depth_spread(ckpt, args.eval_sequences, args.threads))
+            out_d.update(spread_of(scores))
         return out_d
 
     results: Dict[str, Dict[int, Dict[str, float]]] = {}
@@ -273,33 +274,16 @@ def reference_scores(n_sequences: int, prior_sequences: int = 8) -> Dict[str, Di
     return {k: {m: float(v) for m, v in mean_metrics(rows).items()} for k, rows in per.items()}
 
 
-def depth_spread(ckpt: Path, n_sequences: int, threads: int, max_images: int = 16
-                 ) -> Dict[str, float]:
-    """Collapse check on night test frames: median over images of the p98/p2 ratio of the
-    predicted depth (``spread``) and of the ground truth (``gt_spread``), and the median
-    Pearson correlation of log predicted and log true depth (``log_corr``; 0 for a constant)."""
-    import numpy as np
-
-    from dasp_core.runtime.factory import create_estimator
-
-    est = create_estimator(str(ckpt), backend="torch", device="cpu", threads=threads)
-    spread, gt_spread, corr = [], [], []
-    for clip in _test_clips("night", n_sequences, max_images):
-        gt = clip.depth
-        pred = est.predict(clip.frames[list(clip.offsets).index(0)])
-        if pred.shape != gt.shape:
-            import cv2
-            pred = cv2.resize(pred, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
-        v = (gt > 1e-3) & (gt < 80.0) & np.isfinite(pred) & (pred > 0)
-        if v.sum() < 10:
-            continue
-        p, g = pred[v].astype(np.float64), gt[v].astype(np.float64)
-        spread.append(np.percentile(p, 98) / np.percentile(p, 2))
-        gt_spread.append(np.percentile(g, 98) / np.percentile(g, 2))
-        c = np.corrcoef(np.log(p), np.log(g))[0, 1] if p.std() > 0 else 0.0
-        corr.append(float(c) if np.isfinite(c) else 0.0)
-    return {"spread": float(np.median(spread)), "gt_spread": float(np.median(gt_spread)),
-            "log_corr": float(np.median(corr))}
+def spread_of(scores: Dict[str, Any]) -> Dict[str, float]:
+    """The collapse check, from ``dasp eval``'s own pooled depth spread (all scored pixels of
+    the test frames, median-scaled mode; :mod:`dasp_core.eval.spread`): predicted and
+    ground-truth p98/p2 and the log-depth correlation. Empty for an eval.json written before
+    the spread existed."""
+    sp = scores["median"].get("spread") or {}
+    if not sp:
+        return {}
+    return {"spread": float(sp["pred_ratio"]), "gt_spread": float(sp["gt_ratio"]),
+            "log_corr": float(sp["log_corr"]), "spread_pooled": 1.0}
 
 
 def _mean_std(vals: Sequence[float]) -> str:
@@ -434,8 +418,14 @@ def write_report(args, results, timings, wall, path: Path, argv,
             row += ["–"] * 4 + (["1.000", "0"] if ref == "constant" else ["–", "–"])
             lines.append("| " + " | ".join(row) + " |")
     if gt_spread:
-        lines += ["", f"Ground-truth depth spread p98/p2 on the same frames: "
-                      f"{np.median(gt_spread):.1f} (median over images)."]
+        older = sum(1 for v in order for r in results.get(v, {}).values()
+                    if "spread" in r and "spread_pooled" not in r)
+        lines += ["", f"Depth spread p98/p2: all scored pixels of the test frames pooled "
+                      f"(`dasp eval`'s Depth spread section); ground truth "
+                      f"{np.median(gt_spread):.1f}."
+                  + (f" {older} older entries hold the median over 16 images of each "
+                     f"image's own p98/p2 instead (the benchmark's first definition)."
+                     if older else "")]
     if "day_on_day" in results:
         lines += ["", "Day model on the **day** test set (the teacher's own quality): AbsRel "
                   + _mean_std([r["abs_rel"] for r in results["day_on_day"].values()])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -76,30 +75,25 @@ def calibrate_scale(net, info, seeds: List[int], frames: int = 6) -> float:
 
 def depth_spread(model_path: Path, seeds: List[int], frames: int = 6) -> dict:
     """Spread of the deployed model's depth (ONNX Runtime, as the node runs it) on night
-    validation drives: percentiles in metres over GT-valid pixels, their ratio, and the
+    validation drives, as ``dasp eval`` pools it (:mod:`dasp_core.eval.spread`): the pixels
+    protocol ``synthetic`` scores (GT in (0.001, 80) m), the prediction unscaled and clipped
+    to that range; percentiles in metres, their ratio against the ground truth's, and the
     Pearson correlation of log depth with log ground truth. Guards against shipping a
     collapsed (near-constant) model again."""
-    import numpy as np
-
     from dasp_core.data.synthetic import SyntheticConfig, render_sequence
+    from dasp_core.eval.metrics import MetricAccumulator
     from dasp_core.runtime.factory import create_estimator
 
     est = create_estimator(str(model_path), backend="onnxruntime", threads=1)
     h, w = est.info.input_height, est.info.input_width
-    preds, gts = [], []
+    acc = MetricAccumulator.for_protocol("synthetic", median_scaling=False)
     for seed in seeds:
         seq = render_sequence(seed, "night", frames, SyntheticConfig(height=h, width=w))
         for img, g in zip(seq.frames, seq.depth):
-            d = est.predict(img)
-            v = g > 0
-            preds.append(d[v])
-            gts.append(g[v])
-    d, g = np.concatenate(preds), np.concatenate(gts)
-    p2, p98 = np.percentile(d, [2, 98])
-    g2, g98 = np.percentile(g, [2, 98])
-    corr = float(np.corrcoef(np.log(d), np.log(g))[0, 1])
-    return {"p2": float(p2), "p98": float(p98), "ratio": float(p98 / p2),
-            "gt_ratio": float(g98 / g2), "log_corr": corr}
+            acc.update(est.predict(img), g)
+    sp = acc.spread()
+    return {"p2": sp["pred_p2"], "p98": sp["pred_p98"], "ratio": sp["pred_ratio"],
+            "gt_ratio": sp["gt_ratio"], "log_corr": sp["log_corr"]}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -132,8 +126,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "model.depth.decoder_padding=zeros")
     p.add_argument("--calib-seeds", type=int, nargs="+", default=[9500, 9501, 9502, 9503])
     args = p.parse_args(argv)
-
-    import torch
 
     from dasp_core.checkpoint import load_depth_model, read_checkpoint, save_checkpoint
     from dasp_core.export.onnx import export_checkpoint
@@ -227,10 +219,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"(factor {info.scale_factor:g}; the run's own scale was "
         f"{learned[0]} × {learned[1]:g}, off by a median factor of {ratio:.2f} on held-out "
         f"validation drives{', so the shipped model uses the calibrated factor' if args.scale == 'calibrated' else ''}).", "",
-        f"Median scaling is for evaluation only: the node publishes `depth × scale_factor`, "
-        f"so the metric AbsRel below is what a robot gets.", "",
+        "Median scaling is for evaluation only: the node publishes `depth × scale_factor`, "
+        "so the metric AbsRel below is what a robot gets.", "",
         f"Depth spread on held-out night validation frames (seeds {args.calib_seeds[0]}, "
-        f"{args.calib_seeds[1]}; a collapsed model has p98/p2 near 1 and no correlation): "
+        f"{args.calib_seeds[1]}; a collapsed model has p98/p2 near 1 and no correlation; "
+        f"pixels with GT in (0.001, 80) m, as `dasp eval` scores them): "
         f"p2 {spread['p2']:.2f} m, p98 {spread['p98']:.2f} m, p98/p2 {spread['ratio']:.1f} "
         f"(ground truth {spread['gt_ratio']:.1f}), Pearson correlation of log depth with "
         f"ground truth {spread['log_corr']:.3f}.", "",

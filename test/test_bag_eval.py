@@ -30,6 +30,11 @@ def test_perfect_prediction_scores_zero_error_and_counts_drops():
     assert summ["latency_ms"]["p50"] == pytest.approx(50.0, abs=1e-6)
     md = markdown_report(summ, {"backend": "onnxruntime"}, {"report": "x"})
     assert "synthetic" in md and "| median | 4 |" in md and "onnxruntime" in md
+    # 3x too far but the same range of distances: the spread says so
+    assert summ["metric"]["spread"]["ratio_rel"] == pytest.approx(1.0, rel=5e-3)
+    assert summ["metric"]["spread"]["pred_p50"] == pytest.approx(
+        3.0 * summ["metric"]["spread"]["gt_p50"], rel=5e-3)
+    assert "Depth spread (none (metric))" in md and "(1.00 of it)" in md
 
 
 def test_scores_match_offline_metric_per_image_average():

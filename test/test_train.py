@@ -474,6 +474,11 @@ def test_validate_depth_known_values(factor, metric_abs_rel):
     assert out["a1"] == pytest.approx(1.0)
     assert out["median_scale"] == pytest.approx(2.0, rel=1e-4)
     assert out["bn_gap_log_depth"] == pytest.approx(0.0, abs=1e-6)
+    # constant depth against constant GT: the same (zero) spread, correlation undefined; the
+    # pooled percentiles are exact to one histogram bin (0.3 %)
+    assert out["spread"] == pytest.approx(1.0, rel=5e-3)
+    assert out["spread_rel"] == pytest.approx(1.0, rel=5e-3)
+    assert "log_corr" not in out
     if metric_abs_rel is None:
         assert "metric_abs_rel" not in out
     else:

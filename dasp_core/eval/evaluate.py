@@ -377,7 +377,8 @@ def evaluate(estimator: Any, dataset: Any, protocol: str | EvalProtocol = "synth
               "predict_ms_p95": float(np.percentile(lat, 95))}
     score_sets = {m: ScoreSet(median_scaling=(m == "median"), metrics=accs[m].metrics(),
                               per_bin=accs[m].per_bin(), per_region=accs[m].per_region(),
-                              per_domain=accs[m].per_group(), scale=accs[m].scale_stats())
+                              per_domain=accs[m].per_group(), scale=accs[m].scale_stats(),
+                              spread=accs[m].spread())
                   for m in modes}
     if label is None:
         label = Path(model_path).stem if model_path else (info.name or "model")

@@ -38,6 +38,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from dasp_core.errors import ConfigError, check_range
+from dasp_core.eval.spread import SpreadAccumulator
 
 __all__ = [
     "METRIC_NAMES", "LOWER_IS_BETTER", "METRIC_LABELS", "EvalProtocol", "PROTOCOLS",
@@ -498,6 +499,7 @@ class MetricAccumulator:
         self._regions: Dict[str, _Mean] = {}
         self._groups: Dict[str, _Mean] = {}
         self._ratios: List[float] = []
+        self._spread = SpreadAccumulator(self.min_depth, self.max_depth)
         self.n_empty = 0
 
     @classmethod
@@ -543,7 +545,11 @@ class MetricAccumulator:
                                       median_rule=self.median_rule)
             if m["n_valid"]:
                 per_region[name] = m
-        return {"metrics": overall, "bins": per_bin, "regions": per_region}
+        # the scored pixels, as scored, for the pooled spread statistics
+        valid = valid_gt_mask(gt_arr, self.min_depth, self.max_depth)
+        pixels = (np.clip(_as_depth("pred", pred)[valid] * float(scale), self.min_depth,
+                          self.max_depth), gt_arr[valid])
+        return {"metrics": overall, "bins": per_bin, "regions": per_region, "pixels": pixels}
 
     def add(self, score: Optional[Mapping[str, object]], group: Optional[str] = None) -> None:
         """Add a :meth:`score` result (None counts as an image without valid GT).
@@ -565,6 +571,8 @@ class MetricAccumulator:
             self._regions.setdefault(name, _Mean()).add(m)
         if group is not None:
             self._groups.setdefault(group, _Mean()).add(overall)  # type: ignore[arg-type]
+        if "pixels" in score:
+            self._spread.add(*score["pixels"])  # type: ignore[misc]
 
     def update(self, pred: np.ndarray, gt: np.ndarray,
                masks: Optional[Mapping[str, np.ndarray]] = None,
@@ -578,9 +586,10 @@ class MetricAccumulator:
             group: optional group name for :meth:`per_group`.
 
         Returns:
-            ``{"metrics": {...}, "bins": {label: {...}}, "regions": {name: {...}}}`` for this
-            image (bins/regions without valid pixels are left out), or None when the image
-            has no valid GT pixel (counted in :attr:`n_empty`, not averaged).
+            ``{"metrics": {...}, "bins": {label: {...}}, "regions": {name: {...}},
+            "pixels": (pred [N], gt [N])}`` for this image (bins/regions without valid pixels
+            are left out; ``pixels`` are the scored values, scaled and clipped), or None when
+            the image has no valid GT pixel (counted in :attr:`n_empty`, not averaged).
 
         Raises:
             ValueError: see :func:`compute_depth_metrics`; nothing is added then.
@@ -622,6 +631,12 @@ class MetricAccumulator:
         return {"mean": mean, "median": float(np.median(s)), "std": float(s.std()),
                 "cv": float(s.std() / mean) if mean else float("nan")}
 
+    def spread(self) -> Dict[str, float]:
+        """Pooled depth spread of the scored pixels (:class:`~dasp_core.eval.spread.
+        SpreadAccumulator`): prediction and GT p2/p50/p98 in metres, ``pred_ratio`` and
+        ``gt_ratio`` (p98/p2), ``ratio_rel`` and the log-depth correlation ``log_corr``."""
+        return self._spread.result()
+
     def summary(self) -> Dict[str, object]:
         """Everything as one JSON-ready dict."""
         return {"median_scaling": self.median_scaling, "median_rule": self.median_rule,
@@ -629,7 +644,7 @@ class MetricAccumulator:
                 "max_depth": self.max_depth, "bins": list(self.bins),
                 "metrics": self.metrics(), "per_bin": self.per_bin(),
                 "per_region": self.per_region(), "per_group": self.per_group(),
-                "scale": self.scale_stats(),
+                "scale": self.scale_stats(), "spread": self.spread(),
                 "n_images": self.n_images, "n_empty": self.n_empty}
 
 

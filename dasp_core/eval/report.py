@@ -186,6 +186,28 @@ def markdown_report(results: Sequence[EvalResult], title: str = "Depth evaluatio
             out.append(f"| {label} | {_MODE_TEXT[mode]} | "
                        + " | ".join(_pair(pd.get(d)) for d in domains) + " |")
         out.append("")
+    if any(r.scores[m].spread for _, m, r in rows):
+        out += ["## Depth spread", "",
+                "All scored pixels pooled: percentiles of the depth as scored (scaled in "
+                "that mode, clipped to the protocol's range) and of the ground truth, metres; "
+                "spread = p98 / p2; relative = predicted spread / GT spread (1 = the scene's "
+                "range of distances); log corr = Pearson correlation of log depth with log GT.",
+                "",
+                "| Model | Scaling | p2 / p50 / p98 (GT) | spread (GT) | relative | log corr |",
+                "|---|---|---|---:|---:|---:|"]
+        for label, mode, r in rows:
+            sp = r.scores[mode].spread
+            if not sp:
+                out.append(f"| {label} | {_MODE_TEXT[mode]} | – | – | – | – |")
+                continue
+            out.append(
+                f"| {label} | {_MODE_TEXT[mode]} | "
+                f"{_fmt(sp['pred_p2'], 2)} / {_fmt(sp['pred_p50'], 2)} / "
+                f"{_fmt(sp['pred_p98'], 1)} ({_fmt(sp['gt_p2'], 2)} / {_fmt(sp['gt_p50'], 2)} / "
+                f"{_fmt(sp['gt_p98'], 1)}) | {_fmt(sp['pred_ratio'], 1)} "
+                f"({_fmt(sp['gt_ratio'], 1)}) | {_fmt(sp['ratio_rel'], 2)} | "
+                f"{_fmt(sp['log_corr'])} |")
+        out.append("")
     out += ["## Runs", "", "| Model | Backend | Data | GT scored at | Images | Skipped | "
             "Scale (median ratio) mean ± std | Predict ms (median) |",
             "|---|---|---|---|---:|---:|---:|---:|"]
@@ -315,6 +337,50 @@ def plot_comparison(results: Sequence[EvalResult], path: str | os.PathLike,
     return _save(fig, path)
 
 
+def plot_spread(results: Sequence[EvalResult], path: str | os.PathLike) -> Path:
+    """The range of distances each model predicts against the ground truth's: one
+    horizontal bar per model and scaling mode from p2 to p98 (log metres, tick at p50), the
+    ground truth's bar drawn under each. Results without spread statistics are left out.
+
+    Raises:
+        ValueError: no result has spread statistics.
+    """
+    check_same_protocol(results)
+    rows = [(label, mode, r) for label, mode, r in _rows(results) if r.scores[mode].spread]
+    if not rows:
+        raise ValueError("no result has depth spread statistics (evaluate again)")
+    fig = _figure(7, 0.9 + 0.42 * len(rows))
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1].astype(float)
+    for yi, (label, mode, r) in zip(y, rows):
+        sp = r.scores[mode].spread
+        ax.plot([sp["gt_p2"], sp["gt_p98"]], [yi - 0.16] * 2, color="0.6", lw=5,
+                solid_capstyle="butt", label="ground truth" if yi == y[0] else None)
+        ax.plot([sp["gt_p50"]], [yi - 0.16], "|", color="0.3", ms=9)
+        ax.plot([sp["pred_p2"], sp["pred_p98"]], [yi + 0.16] * 2, color="C0", lw=5,
+                solid_capstyle="butt", label="prediction" if yi == y[0] else None)
+        ax.plot([sp["pred_p50"]], [yi + 0.16], "|", color="k", ms=9)
+        ax.text(sp["pred_p98"], yi + 0.16, f"  {sp['pred_ratio']:.1f} ({sp['ratio_rel']:.2f})",
+                va="center", fontsize=7)
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    lo = min(min(r.scores[m].spread["pred_p2"], r.scores[m].spread["gt_p2"]) for _, m, r in rows)
+    hi = max(max(r.scores[m].spread["pred_p98"], r.scores[m].spread["gt_p98"])
+             for _, m, r in rows)
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+             if lo / 1.5 <= t <= hi * 1.5]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks(y, [f"{label} ({_MODE_TEXT[mode]})" for label, mode, _ in rows], fontsize=7)
+    ax.set_xlabel("depth, m (p2 to p98 of all scored pixels; tick: p50; "
+                  "label: p98/p2 (relative to GT))", fontsize=8)
+    ax.set_title(_title(results, "depth spread"), fontsize=10)
+    ax.grid(True, axis="x", which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _save(fig, path)
+
+
 def _check_metric(metric: str) -> None:
     if metric not in METRIC_NAMES:
         raise ConfigError("metric", metric, METRIC_NAMES)
@@ -377,10 +443,8 @@ def save_sample_strip(image: np.ndarray, pred: np.ndarray, gt: np.ndarray,
 def write_report(results: Sequence[EvalResult], out_dir: str | os.PathLike,
                  name: str = "eval", title: str = "Depth evaluation",
                  json_results: Optional[Sequence[EvalResult]] = None) -> Dict[str, Path]:
-    """Write ``<name>.json``, ``<name>.md`` and the plots into ``out_dir``.
-
-    Plots: ``error_vs_distance.png`` (always), ``regions.png`` (when masks were scored),
-    ``comparison.png`` (when there is more than one row). Returns ``{kind: path}``.
+    """Write ``<name>.json`` and, by :func:`write_tables_and_plots`, ``<name>.md`` and the
+    plots into ``out_dir``. Returns ``{kind: path}``.
 
     Args:
         results: rows of the tables and plots (one protocol).
@@ -391,16 +455,35 @@ def write_report(results: Sequence[EvalResult], out_dir: str | os.PathLike,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     js = list(results if json_results is None else json_results)
-    files: Dict[str, Path] = {
-        "json": write_json(js[0] if len(js) == 1 else js, out / f"{name}.json"),
-        "markdown": write_markdown(results, out / f"{name}.md", title),
-    }
+    files = {"json": write_json(js[0] if len(js) == 1 else js, out / f"{name}.json")}
+    files.update(write_tables_and_plots(results, out, name, title))
+    return files
+
+
+def write_tables_and_plots(results: Sequence[EvalResult], out_dir: str | os.PathLike,
+                           name: str = "eval", title: str = "Depth evaluation"
+                           ) -> Dict[str, Path]:
+    """Write ``<name>.md`` and the plots into ``out_dir``.
+
+    Plots: ``error_vs_distance.png`` (always), ``regions.png`` (when masks were scored),
+    ``comparison.png`` (when there is more than one row), ``spread.png`` (when the results
+    hold depth spread statistics). Returns ``{kind: path}``.
+
+    Raises:
+        ConfigError: results scored under different protocols.
+    """
+    check_same_protocol(results)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: Dict[str, Path] = {"markdown": write_markdown(results, out / f"{name}.md", title)}
     try:
         files["distance_plot"] = plot_error_vs_distance(results, out / "error_vs_distance.png")
         if any(r.per_region for r in results):
             files["region_plot"] = plot_region_bars(results, out / "regions.png")
         if len(_rows(results)) > 1:
             files["comparison_plot"] = plot_comparison(results, out / "comparison.png")
+        if any(r.scores[m].spread for _, m, r in _rows(results)):
+            files["spread_plot"] = plot_spread(results, out / "spread.png")
     except ImportError as e:  # matplotlib is optional on a robot; numbers matter more
         log.warning("plots skipped: %s", e)
     return files

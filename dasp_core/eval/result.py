@@ -31,6 +31,10 @@ class ScoreSet:
         scale: statistics (``mean``, ``median``, ``std``, ``cv``) of the per-image ratios
             ``median(gt) / median(pred)``: the factors median scaling applies, and for
             ``"metric"`` how far the model's metres are off (1.0 = right scale).
+        spread: pooled depth spread of the scored pixels (prediction as scored in this
+            mode): ``pred_p2/p50/p98``, ``gt_p2/p50/p98`` (metres), ``pred_ratio``,
+            ``gt_ratio`` (p98/p2), ``ratio_rel`` and ``log_corr``; see
+            :mod:`dasp_core.eval.spread`. Empty in results written before it existed.
     """
 
     median_scaling: bool
@@ -39,6 +43,7 @@ class ScoreSet:
     per_region: Dict[str, Dict[str, float]] = field(default_factory=dict)
     per_domain: Dict[str, Dict[str, float]] = field(default_factory=dict)
     scale: Dict[str, float] = field(default_factory=dict)
+    spread: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

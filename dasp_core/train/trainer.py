@@ -571,7 +571,8 @@ class Trainer:
         self.last_val = metrics
         shown = ", ".join(f"{k} {metrics[k]:.4f}" for k in
                           ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3",
-                           "metric_abs_rel", "bn_gap_log_depth") if k in metrics)
+                           "metric_abs_rel", "bn_gap_log_depth", "spread_rel", "log_corr")
+                          if k in metrics)
         log.info("step %d validation (data.%s, cap %g m): %s", self.step, self.val_key,
                  self.cfg.val.max_depth, shown)
         for k, val in metrics.items():

@@ -4,7 +4,10 @@ Scores what :meth:`DepthNet.forward` predicts in eval mode for the target frame 
 clip, against the clip's ground-truth depth (``val.min_depth``..``val.max_depth`` metres),
 per image then averaged (the protocol of :mod:`dasp_core.eval.metrics`). Also measures how far
 eval mode is from the trained (batch-statistics) network, since a BatchNorm whose running
-statistics drifted scores a network that was never trained (the ``bn_gap_log_depth`` key).
+statistics drifted scores a network that was never trained (the ``bn_gap_log_depth`` key),
+and the pooled depth spread (``spread``, ``spread_rel``, ``log_corr``; see
+:mod:`dasp_core.eval.spread`), since a median-scaled AbsRel can look fair on depth that has
+lost its near and far ends.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import logging
 from typing import Any, Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 
 from dasp_core.geometry import disp_to_depth
@@ -47,10 +51,13 @@ def validate_depth(depth: DepthNet, val_set: Any, val: ValConfig, *, target: int
     Returns:
         ``abs_rel``, ``sq_rel``, ``rmse``, ``rmse_log``, ``a1``..``a3``, ``n_images``, and
         where measured ``bn_gap_log_depth``, ``metric_abs_rel``/``metric_rmse``/``metric_a1``,
-        ``median_scale``. Empty when no image had valid ground truth.
+        ``median_scale``; ``spread`` (predicted p98/p2 over all scored pixels, unscaled),
+        ``spread_rel`` (that over the ground truth's) and ``log_corr`` (left out where
+        undefined). Empty when no image had valid ground truth.
     """
     from dasp_core.data.sample import collate_clips
-    from dasp_core.eval.metrics import compute_depth_metrics, mean_metrics
+    from dasp_core.eval.metrics import compute_depth_metrics, mean_metrics, valid_gt_mask
+    from dasp_core.eval.spread import SpreadAccumulator
 
     dc = depth.cfg
     loader = torch.utils.data.DataLoader(val_set, batch_size=batch_size, shuffle=False,
@@ -61,6 +68,7 @@ def validate_depth(depth: DepthNet, val_set: Any, val: ValConfig, *, target: int
     per_image: List[Dict[str, float]] = []
     metric_raw: List[Dict[str, float]] = []
     scales: List[float] = []
+    spread = SpreadAccumulator(val.min_depth, val.max_depth)
     for i, batch in enumerate(loader):
         if val.max_batches and i >= val.max_batches:
             break
@@ -87,6 +95,8 @@ def validate_depth(depth: DepthNet, val_set: Any, val: ValConfig, *, target: int
             if m["n_valid"] == 0:
                 continue
             per_image.append(m)
+            v = valid_gt_mask(gt, val.min_depth, val.max_depth)
+            spread.add(np.clip(pred[v], val.min_depth, val.max_depth), gt[v])
             if val.median_scaling:
                 scales.append(m["scale"])
             elif report_median_scale:
@@ -102,6 +112,10 @@ def validate_depth(depth: DepthNet, val_set: Any, val: ValConfig, *, target: int
         return {}
     out = dict(mean_metrics(per_image))
     out["n_images"] = float(len(per_image))
+    sp = spread.result()
+    out.update(spread=sp["pred_ratio"], spread_rel=sp["ratio_rel"])
+    if np.isfinite(sp["log_corr"]):  # undefined for a constant prediction or ground truth
+        out["log_corr"] = sp["log_corr"]
     if gap is not None:
         # what BatchNorm's running statistics change: ~0 means eval = trained network
         out["bn_gap_log_depth"] = gap
