@@ -345,6 +345,8 @@ def plot_spread(results: Sequence[EvalResult], path: str | os.PathLike) -> Path:
     Raises:
         ValueError: no result has spread statistics.
     """
+    from matplotlib.ticker import NullFormatter
+
     check_same_protocol(results)
     rows = [(label, mode, r) for label, mode, r in _rows(results) if r.scores[mode].spread]
     if not rows:
@@ -362,8 +364,6 @@ def plot_spread(results: Sequence[EvalResult], path: str | os.PathLike) -> Path:
         ax.plot([sp["pred_p50"]], [yi + 0.16], "|", color="k", ms=9)
         ax.text(sp["pred_p98"], yi + 0.16, f"  {sp['pred_ratio']:.1f} ({sp['ratio_rel']:.2f})",
                 va="center", fontsize=7)
-    from matplotlib.ticker import NullFormatter
-
     ax.set_xscale("log")
     lo = min(min(r.scores[m].spread["pred_p2"], r.scores[m].spread["gt_p2"]) for _, m, r in rows)
     hi = max(max(r.scores[m].spread["pred_p98"], r.scores[m].spread["gt_p98"])
