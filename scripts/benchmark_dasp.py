@@ -277,13 +277,18 @@ def reference_scores(n_sequences: int, prior_sequences: int = 8) -> Dict[str, Di
 def spread_of(scores: Dict[str, Any]) -> Dict[str, float]:
     """The collapse check, from ``dasp eval``'s own pooled depth spread (all scored pixels of
     the test frames, median-scaled mode; :mod:`dasp_core.eval.spread`): predicted and
-    ground-truth p98/p2 and the log-depth correlation. Empty for an eval.json written before
-    the spread existed."""
+    ground-truth p98/p2 and the log-depth correlation (0 for a constant prediction, whose
+    correlation is undefined, as the benchmark's first definition had it). Empty for an
+    eval.json written before the spread existed."""
+    import math
+
     sp = scores["median"].get("spread") or {}
     if not sp:
         return {}
+    corr = sp.get("log_corr")
     return {"spread": float(sp["pred_ratio"]), "gt_spread": float(sp["gt_ratio"]),
-            "log_corr": float(sp["log_corr"]), "spread_pooled": 1.0}
+            "log_corr": float(corr) if corr is not None and math.isfinite(corr) else 0.0,
+            "spread_pooled": 1.0}
 
 
 def _mean_std(vals: Sequence[float]) -> str:

@@ -134,3 +134,14 @@ def test_exposure_checkpoint_keeps_weights_and_sets_the_input_normalisation(benc
     x = 0.03 * torch.rand(1, 3, 64, 96)
     with torch.no_grad():   # same weights, other input: the normalisation is really on
         assert not torch.equal(loaded(x)[0], net(x)[0])
+
+
+def test_spread_of_reads_the_pooled_spread_from_eval_json(bench):
+    sp = {"pred_ratio": 9.0, "gt_ratio": 18.0, "log_corr": 0.9}
+    assert bench.spread_of({"median": {"spread": sp}}) == {
+        "spread": 9.0, "gt_spread": 18.0, "log_corr": 0.9, "spread_pooled": 1.0}
+    # a constant prediction has no correlation: 0, as the first definition reported it
+    # (eval.json writes the NaN as null)
+    flat = bench.spread_of({"median": {"spread": dict(sp, log_corr=None)}})
+    assert flat["log_corr"] == 0.0
+    assert bench.spread_of({"median": {"metrics": {}}}) == {}
