@@ -145,3 +145,54 @@ def test_spread_of_reads_the_pooled_spread_from_eval_json(bench):
     flat = bench.spread_of({"median": {"spread": dict(sp, log_corr=None)}})
     assert flat["log_corr"] == 0.0
     assert bench.spread_of({"median": {"metrics": {}}}) == {}
+
+
+def test_results_of_several_invocations_merge_cell_by_cell(bench, tmp_path):
+    path = tmp_path / "results.json"
+    bench.merge_results(path, {"results": {"dasp": {0: _scores(0.4)},
+                                           "night_selfsup": {0: _scores(0.5)}},
+                               "timings": {"dasp/seed0": 60.0}, "reused": {},
+                               "references": {"constant": {"abs_rel": 0.7}}})
+    merged = bench.merge_results(path, {"results": {"dasp": {0: _scores(0.3), 2: _scores(0.35)}},
+                                        "timings": {}, "reused": {"dasp/seed0": 61.0},
+                                        "references": {}})
+    assert merged == json.loads(path.read_text())
+    assert merged["results"]["dasp"]["0"]["abs_rel"] == 0.3        # replaced
+    assert merged["results"]["dasp"]["2"]["abs_rel"] == 0.35       # added
+    assert merged["results"]["night_selfsup"]["0"]["abs_rel"] == 0.5  # kept
+    assert merged["reused"] == {"dasp/seed0": 61.0} and merged["timings"] == {}
+    assert merged["references"] == {"constant": {"abs_rel": 0.7}}  # not scored again: kept
+
+
+def test_preface_and_notes_go_under_the_machine_line_and_after_the_goals(bench, tmp_path):
+    preface = tmp_path / "how.md"
+    preface.write_text("How these runs were made: by hand.\n")
+    notes = tmp_path / "reading.md"
+    notes.write_text("## Reading these numbers\n\n- They are made up.\n")
+    path = tmp_path / "bench.md"
+    bench.write_report(_args(preface=str(preface), notes=str(notes)),
+                       {"dasp": {0: _scores(0.5)}}, {}, 1.0, path, [])
+    lines = path.read_text().splitlines()
+    machine = next(i for i, l in enumerate(lines) if l.startswith("Machine:"))
+    assert lines[machine + 2] == "How these runs were made: by hand."
+    assert lines[machine + 4].startswith("Training:")
+    goals, reading, times = (lines.index(h) for h in ("## Goals", "## Reading these numbers",
+                                                       "## Run times"))
+    assert goals < reading < times and lines[reading + 2] == "- They are made up."
+
+
+def test_targets_are_checked_for_the_shipped_variant_too(bench, tmp_path):
+    results = {"night_selfsup": {0: _scores(0.25), 1: _scores(0.30)},
+               "dasp": {0: _scores(0.30), 1: _scores(0.31)},
+               "no_3d": {0: _scores(0.24), 1: _scores(0.27)}}
+    path = tmp_path / "bench.md"
+    bench.write_report(_args(shipped="no_3d"), results, {}, 1.0, path, [])
+    text = path.read_text()
+    assert "- DASP night AbsRel ≤ 0.26 (1.5x better than the image-blind prior) on every seed " \
+           "(seed 0 0.300, seed 1 0.310): NOT met." in text
+    shipped = text[text.index("The same targets for the shipped recipe, (e) DASP w/o 3D loss"):]
+    assert "- Shipped recipe night AbsRel 0.255 (target ≤ 0.20): NOT met." in shipped
+    assert "(seed 0 0.240, seed 1 0.270): NOT met." in shipped          # 0.27 > 0.26
+    assert "- Shipped recipe / night-only ≤ 0.80 on every seed (seed 0 0.960, seed 1 0.900)" \
+           in shipped
+    assert shipped.count("Day model on day test") == 0
