@@ -199,3 +199,15 @@ def test_dasp_report_joins_eval_files_and_refuses_mixed_protocols(tmp_path, caps
     capsys.readouterr()
     assert main(["report", *paths, "--out", str(tmp_path / "mixed")]) == 2
     assert "protocol" in capsys.readouterr().err
+
+
+def test_dasp_report_tells_repeated_labels_apart_by_their_folders():
+    from dasp_core.eval.report_cli import distinct_labels
+
+    got = distinct_labels([("supervised", "runs/b/seed0/supervised/eval_night/eval.json"),
+                           ("dasp", "runs/b/seed1/dasp/eval_night/eval.json"),
+                           ("supervised", "runs/b/seed1/supervised/eval_night/eval.json"),
+                           ("x", "a/eval.json"), ("x", "a/eval.json")])
+    assert got == ["supervised (seed0)", "dasp", "supervised (seed1)", "x", "x"]
+    assert distinct_labels([("m", "a/b/eval.json"), ("m", "a/b/c/eval.json")]) == \
+        ["m (eval.json)", "m (c)"]
