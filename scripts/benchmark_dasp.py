@@ -259,10 +259,8 @@ def merge_results(path: Path, new: Dict[str, Any]) -> Dict[str, Any]:
     merged: Dict[str, Any] = {"results": {}, "timings": {}, "reused": {}, "references": {}}
     if path.is_file():
         old = json.loads(path.read_text())
-        for key in merged:
+        for key in merged:   # JSON keys are strings: seeds come back as "0", "1", ...
             merged[key] = dict(old.get(key) or {})
-        merged["results"] = {v: {str(s): r for s, r in per.items()}
-                             for v, per in merged["results"].items()}
     for variant, per_seed in new.get("results", {}).items():
         merged["results"].setdefault(variant, {}).update(
             {str(s): r for s, r in per_seed.items()})
