@@ -143,7 +143,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--night-extra", nargs="*", default=[],
                    help="overrides added to every night-stage run (e.g. a lower optim.lr for "
                         "fine-tuning from the day model)")
-    p.add_argument("--skip-existing", action="store_true", help="reuse finished runs")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="reuse finished runs (those with a final.pt) and their evaluations; "
+                        "continue interrupted ones from their last.pt")
     p.add_argument("--shipped", default=None, choices=list(NIGHT_VARIANTS),
                    help="the variant the demo model is trained with, when it is not full "
                         "DASP: the report checks the targets for it too")
@@ -171,16 +173,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def train(name: str, seed: int, overrides: List[str], steps: int) -> Path:
         run_dir = out / f"seed{seed}" / name
-        if args.skip_existing:
-            try:
-                ckpt = find_checkpoint(run_dir)
-            except FileNotFoundError:
-                pass
-            else:
-                reused[f"{name}/seed{seed}"] = run_seconds(run_dir, ckpt)
-                return ckpt
-        cmd = dasp + ["train", args.config, "--out", str(run_dir), f"experiment.seed={seed}",
-                      f"train.max_steps={steps}"] + common + overrides
+        if args.skip_existing and (run_dir / "final.pt").is_file():
+            reused[f"{name}/seed{seed}"] = run_seconds(run_dir, run_dir / "final.pt")
+            return run_dir / "final.pt"
+        # With --skip-existing an interrupted run (best.pt / last.pt, no final.pt) is continued,
+        # never scored as if it had finished; without a last.pt --resume is a fresh start.
+        cmd = dasp + ["train"] + (["--resume"] if args.skip_existing else []) + [
+            args.config, "--out", str(run_dir), f"experiment.seed={seed}",
+            f"train.max_steps={steps}"] + common + overrides
         timings[f"{name}/seed{seed}"] = sh(cmd, run_dir / "benchmark.log", env)
         return find_checkpoint(run_dir)
 

@@ -196,3 +196,42 @@ def test_targets_are_checked_for_the_shipped_variant_too(bench, tmp_path):
     assert "- Shipped recipe / night-only ≤ 0.80 on every seed (seed 0 0.960, seed 1 0.900)" \
            in shipped
     assert shipped.count("Day model on day test") == 0
+
+
+def test_skip_existing_reuses_finished_runs_and_resumes_interrupted_ones(bench, tmp_path,
+                                                                         monkeypatch):
+    """An interrupted run has best.pt / last.pt but no final.pt: it must be continued with
+    --resume, not scored as if it had finished; a run with final.pt is reused untouched."""
+    out = tmp_path / "runs"
+    for seed, name, files in ((0, "day", ("config.yaml", "final.pt")),
+                              (0, "dasp", ("config.yaml", "best.pt", "last.pt"))):
+        d = out / f"seed{seed}" / name
+        d.mkdir(parents=True)
+        for f in files:
+            (d / f).write_text("x")
+    commands = []
+
+    def fake_sh(cmd, log, env):
+        commands.append(list(cmd))
+        if "train" in cmd:
+            (Path(cmd[cmd.index("--out") + 1]) / "final.pt").write_text("trained")
+        else:
+            ev = Path(cmd[cmd.index("--out") + 1])
+            ev.mkdir(parents=True, exist_ok=True)
+            metrics = dict(_scores(0.3))
+            (ev / "eval.json").write_text(json.dumps(
+                {"scores": {"median": {"metrics": metrics}, "metric": {"metrics": metrics}}}))
+        return 1.0
+
+    monkeypatch.setattr(bench, "sh", fake_sh)
+    monkeypatch.setattr(bench, "reference_scores", lambda n: {})
+    argv = ["--seeds", "0", "--variants", "dasp", "--out", str(out), "--report",
+            str(tmp_path / "r.md"), "--skip-existing", "--jobs", "1"]
+    assert bench.main(argv) == 0
+    trains = [c for c in commands if "train" in c]
+    assert len(trains) == 1 and "--resume" in trains[0]
+    assert trains[0][trains[0].index("--out") + 1] == str(out / "seed0" / "dasp")
+    assert (out / "seed0" / "dasp" / "final.pt").read_text() == "trained"
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["reused"].keys() == {"day/seed0"} and saved["timings"].keys() == {"dasp/seed0"}
+    assert saved["results"]["dasp"]["0"]["abs_rel"] == 0.3
