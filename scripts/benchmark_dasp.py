@@ -119,10 +119,11 @@ def run_seconds(run_dir: Path, ckpt: Path) -> float:
 
 
 def find_checkpoint(run_dir: Path) -> Path:
-    for name in ("final.pt", "best.pt", "last.pt"):
-        if (run_dir / name).is_file():
-            return run_dir / name
-    raise FileNotFoundError(f"no checkpoint in {run_dir}")
+    """The checkpoint of a *finished* run: ``dasp train`` writes final.pt last. An interrupted
+    run (best.pt / last.pt only) counts as not there: it is neither scored nor timed."""
+    if (run_dir / "final.pt").is_file():
+        return run_dir / "final.pt"
+    raise FileNotFoundError(f"no final.pt in {run_dir} (not trained, or interrupted)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -173,9 +174,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def train(name: str, seed: int, overrides: List[str], steps: int) -> Path:
         run_dir = out / f"seed{seed}" / name
-        if args.skip_existing and (run_dir / "final.pt").is_file():
-            reused[f"{name}/seed{seed}"] = run_seconds(run_dir, run_dir / "final.pt")
-            return run_dir / "final.pt"
+        if args.skip_existing:
+            try:
+                ckpt = find_checkpoint(run_dir)
+            except FileNotFoundError:
+                pass
+            else:
+                reused[f"{name}/seed{seed}"] = run_seconds(run_dir, ckpt)
+                return ckpt
         # With --skip-existing an interrupted run (best.pt / last.pt, no final.pt) is continued,
         # never scored as if it had finished; without a last.pt --resume is a fresh start.
         cmd = dasp + ["train"] + (["--resume"] if args.skip_existing else []) + [

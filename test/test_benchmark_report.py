@@ -235,3 +235,19 @@ def test_skip_existing_reuses_finished_runs_and_resumes_interrupted_ones(bench, 
     saved = json.loads((out / "results.json").read_text())
     assert saved["reused"].keys() == {"day/seed0"} and saved["timings"].keys() == {"dasp/seed0"}
     assert saved["results"]["dasp"]["0"]["abs_rel"] == 0.3
+
+
+def test_report_only_does_not_time_an_interrupted_run(bench, tmp_path):
+    out = tmp_path / "runs"
+    for name, files in (("dasp", ("config.yaml", "final.pt")),
+                        ("no_stlm", ("config.yaml", "best.pt", "last.pt"))):
+        run = out / "seed0" / name
+        run.mkdir(parents=True)
+        for f in files:
+            (run / f).write_text("x")
+    (out / "results.json").write_text(json.dumps({"results": {"dasp": {"0": _scores(0.4)}}}))
+    report = tmp_path / "r.md"
+    assert bench.main(["--seeds", "0", "--variants", "dasp", "no_stlm", "--out", str(out),
+                       "--report", str(report), "--report-only"]) == 0
+    text = report.read_text()
+    assert "| dasp/seed0 |" in text and "no_stlm/seed0" not in text
