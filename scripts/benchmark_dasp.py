@@ -241,8 +241,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         day_ckpts = dict(zip(args.seeds, pool.map(seed_pipeline_day, args.seeds)))
+        # Seed-major, so a benchmark cut short by the end of a session has whole seeds.
         futures = [pool.submit(night_job, s, v, day_ckpts[s])
-                   for v in args.variants for s in args.seeds]
+                   for s in args.seeds for v in args.variants]
         for f in futures:
             f.result()
     bar.close()

@@ -251,3 +251,31 @@ def test_report_only_does_not_time_an_interrupted_run(bench, tmp_path):
                        "--report", str(report), "--report-only"]) == 0
     text = report.read_text()
     assert "| dasp/seed0 |" in text and "no_stlm/seed0" not in text
+
+
+def test_night_runs_go_seed_by_seed(bench, tmp_path, monkeypatch):
+    """A benchmark cut short (end of a session) should leave whole seeds, so with one job at
+    a time every variant of seed 0 trains before any night run of seed 1."""
+    out = tmp_path / "runs"
+    trained = []
+
+    def fake_sh(cmd, log, env):
+        run = Path(cmd[cmd.index("--out") + 1])
+        if "train" in cmd:
+            trained.append((run.parent.name, run.name))
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "final.pt").write_text("trained")
+        else:
+            run.mkdir(parents=True, exist_ok=True)
+            metrics = dict(_scores(0.3))
+            (run / "eval.json").write_text(json.dumps(
+                {"scores": {"median": {"metrics": metrics}, "metric": {"metrics": metrics}}}))
+        return 1.0
+
+    monkeypatch.setattr(bench, "sh", fake_sh)
+    monkeypatch.setattr(bench, "reference_scores", lambda n: {})
+    assert bench.main(["--seeds", "0", "1", "--variants", "no_stlm", "no_aslm", "--out",
+                       str(out), "--report", str(tmp_path / "r.md"), "--jobs", "1"]) == 0
+    night = [t for t in trained if t[1] != "day"]
+    assert night == [("seed0", "no_stlm"), ("seed0", "no_aslm"),
+                     ("seed1", "no_stlm"), ("seed1", "no_aslm")]
