@@ -198,6 +198,14 @@ def test_targets_are_checked_for_the_shipped_variant_too(bench, tmp_path):
     assert shipped.count("Day model on day test") == 0
 
 
+def _write_eval(out: Path, abs_rel: float) -> None:
+    """What a faked ``dasp eval`` leaves: eval.json with both score sets at ``abs_rel``."""
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = dict(_scores(abs_rel))
+    (out / "eval.json").write_text(json.dumps(
+        {"scores": {"median": {"metrics": metrics}, "metric": {"metrics": metrics}}}))
+
+
 def test_skip_existing_reuses_finished_runs_and_resumes_interrupted_ones(bench, tmp_path,
                                                                          monkeypatch):
     """An interrupted run has best.pt / last.pt but no final.pt: it must be continued with
@@ -216,11 +224,7 @@ def test_skip_existing_reuses_finished_runs_and_resumes_interrupted_ones(bench, 
         if "train" in cmd:
             (Path(cmd[cmd.index("--out") + 1]) / "final.pt").write_text("trained")
         else:
-            ev = Path(cmd[cmd.index("--out") + 1])
-            ev.mkdir(parents=True, exist_ok=True)
-            metrics = dict(_scores(0.3))
-            (ev / "eval.json").write_text(json.dumps(
-                {"scores": {"median": {"metrics": metrics}, "metric": {"metrics": metrics}}}))
+            _write_eval(Path(cmd[cmd.index("--out") + 1]), 0.3)
         return 1.0
 
     monkeypatch.setattr(bench, "sh", fake_sh)
@@ -266,10 +270,7 @@ def test_night_runs_go_seed_by_seed(bench, tmp_path, monkeypatch):
             run.mkdir(parents=True, exist_ok=True)
             (run / "final.pt").write_text("trained")
         else:
-            run.mkdir(parents=True, exist_ok=True)
-            metrics = dict(_scores(0.3))
-            (run / "eval.json").write_text(json.dumps(
-                {"scores": {"median": {"metrics": metrics}, "metric": {"metrics": metrics}}}))
+            _write_eval(run, 0.3)
         return 1.0
 
     monkeypatch.setattr(bench, "sh", fake_sh)
