@@ -198,12 +198,30 @@ def test_targets_are_checked_for_the_shipped_variant_too(bench, tmp_path):
     assert shipped.count("Day model on day test") == 0
 
 
-def _write_eval(out: Path, abs_rel: float) -> None:
-    """What a faked ``dasp eval`` leaves: eval.json with both score sets at ``abs_rel``."""
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = dict(_scores(abs_rel))
-    (out / "eval.json").write_text(json.dumps(
-        {"scores": {"median": {"metrics": metrics}, "metric": {"metrics": metrics}}}))
+def _make_run(run: Path, files) -> None:
+    """A run folder holding ``files`` (placeholders), as ``dasp train`` leaves one."""
+    run.mkdir(parents=True)
+    for f in files:
+        (run / f).write_text("x")
+
+
+def _fake_dasp(bench, monkeypatch, commands: list) -> None:
+    """Replace the benchmark's subprocesses: ``dasp train`` writes final.pt, ``dasp eval``
+    an eval.json with AbsRel 0.3 in both score sets; every command goes into ``commands``."""
+    def fake_sh(cmd, log, env):
+        commands.append(list(cmd))
+        out = Path(cmd[cmd.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if "train" in cmd:
+            (out / "final.pt").write_text("trained")
+        else:
+            metrics = dict(_scores(0.3))
+            (out / "eval.json").write_text(json.dumps(
+                {"scores": {"median": {"metrics": metrics}, "metric": {"metrics": metrics}}}))
+        return 1.0
+
+    monkeypatch.setattr(bench, "sh", fake_sh)
+    monkeypatch.setattr(bench, "reference_scores", lambda n: {})
 
 
 def test_skip_existing_reuses_finished_runs_and_resumes_interrupted_ones(bench, tmp_path,
@@ -211,24 +229,10 @@ def test_skip_existing_reuses_finished_runs_and_resumes_interrupted_ones(bench, 
     """An interrupted run has best.pt / last.pt but no final.pt: it must be continued with
     --resume, not scored as if it had finished; a run with final.pt is reused untouched."""
     out = tmp_path / "runs"
-    for seed, name, files in ((0, "day", ("config.yaml", "final.pt")),
-                              (0, "dasp", ("config.yaml", "best.pt", "last.pt"))):
-        d = out / f"seed{seed}" / name
-        d.mkdir(parents=True)
-        for f in files:
-            (d / f).write_text("x")
-    commands = []
-
-    def fake_sh(cmd, log, env):
-        commands.append(list(cmd))
-        if "train" in cmd:
-            (Path(cmd[cmd.index("--out") + 1]) / "final.pt").write_text("trained")
-        else:
-            _write_eval(Path(cmd[cmd.index("--out") + 1]), 0.3)
-        return 1.0
-
-    monkeypatch.setattr(bench, "sh", fake_sh)
-    monkeypatch.setattr(bench, "reference_scores", lambda n: {})
+    _make_run(out / "seed0" / "day", ("config.yaml", "final.pt"))
+    _make_run(out / "seed0" / "dasp", ("config.yaml", "best.pt", "last.pt"))
+    commands: list = []
+    _fake_dasp(bench, monkeypatch, commands)
     argv = ["--seeds", "0", "--variants", "dasp", "--out", str(out), "--report",
             str(tmp_path / "r.md"), "--skip-existing", "--jobs", "1"]
     assert bench.main(argv) == 0
@@ -243,12 +247,8 @@ def test_skip_existing_reuses_finished_runs_and_resumes_interrupted_ones(bench, 
 
 def test_report_only_does_not_time_an_interrupted_run(bench, tmp_path):
     out = tmp_path / "runs"
-    for name, files in (("dasp", ("config.yaml", "final.pt")),
-                        ("no_stlm", ("config.yaml", "best.pt", "last.pt"))):
-        run = out / "seed0" / name
-        run.mkdir(parents=True)
-        for f in files:
-            (run / f).write_text("x")
+    _make_run(out / "seed0" / "dasp", ("config.yaml", "final.pt"))
+    _make_run(out / "seed0" / "no_stlm", ("config.yaml", "best.pt", "last.pt"))
     (out / "results.json").write_text(json.dumps({"results": {"dasp": {"0": _scores(0.4)}}}))
     report = tmp_path / "r.md"
     assert bench.main(["--seeds", "0", "--variants", "dasp", "no_stlm", "--out", str(out),
@@ -261,22 +261,11 @@ def test_night_runs_go_seed_by_seed(bench, tmp_path, monkeypatch):
     """A benchmark cut short (end of a session) should leave whole seeds, so with one job at
     a time every variant of seed 0 trains before any night run of seed 1."""
     out = tmp_path / "runs"
-    trained = []
-
-    def fake_sh(cmd, log, env):
-        run = Path(cmd[cmd.index("--out") + 1])
-        if "train" in cmd:
-            trained.append((run.parent.name, run.name))
-            run.mkdir(parents=True, exist_ok=True)
-            (run / "final.pt").write_text("trained")
-        else:
-            _write_eval(run, 0.3)
-        return 1.0
-
-    monkeypatch.setattr(bench, "sh", fake_sh)
-    monkeypatch.setattr(bench, "reference_scores", lambda n: {})
+    commands: list = []
+    _fake_dasp(bench, monkeypatch, commands)
     assert bench.main(["--seeds", "0", "1", "--variants", "no_stlm", "no_aslm", "--out",
                        str(out), "--report", str(tmp_path / "r.md"), "--jobs", "1"]) == 0
-    night = [t for t in trained if t[1] != "day"]
+    runs = [Path(c[c.index("--out") + 1]) for c in commands if "train" in c]
+    night = [(r.parent.name, r.name) for r in runs if r.name != "day"]
     assert night == [("seed0", "no_stlm"), ("seed0", "no_aslm"),
                      ("seed1", "no_stlm"), ("seed1", "no_aslm")]
