@@ -11,7 +11,7 @@ for is ``median(GT) / median(pred)`` of the target frames.
 Second table (spread): the depths are remapped to ``M * (D / M)**a`` (``M``: the clip's
 median predicted depth, one number for all three frames), which stretches (``a > 1``) or
 compresses (``a < 1``) the depth range about ``M``; the gradient with respect to ``a`` is
-measured for both normalisers (``pixel``, ``scene``) with ``metric_pose=True``. A positive
+measured for every normaliser (``pixel``, ``scene``, ``spread``) with ``metric_pose=True``. A positive
 gradient compresses. The spread the ground truth asks for is
 ``log(GT p98/p2) / log(pred p98/p2)`` of the target frames.
 
@@ -144,11 +144,11 @@ def main() -> int:
               "in training, the 3D loss's is `loss.lambda_3d`).", "",
               f"Ground truth asks for a = {np.median(gt_alpha):.3f} (median over clips of "
               "log(GT p98/p2) / log(pred p98/p2)).", "",
-              "| a | 3D, normaliser=pixel | 3D, normaliser=scene | photometric |",
-              "|---|---|---|---|"]
+              "| a | " + " | ".join(f"3D, normaliser={n}" for n in NORMALISERS)
+              + " | photometric |", "|---" * (len(NORMALISERS) + 2) + "|"]
     for k, al in enumerate(alphas.tolist()):
-        lines.append(f"| {al:.2f} | {ga['pixel'][k]:+.5f} | {ga['scene'][k]:+.5f} | "
-                     f"{ga['photometric'][k]:+.5f} |")
+        lines.append(f"| {al:.2f} | " + " | ".join(f"{ga[n][k]:+.5f}" for n in NORMALISERS)
+                     + f" | {ga['photometric'][k]:+.5f} |")
 
     def zero_a(g: np.ndarray) -> str:
         for k in range(len(g) - 1):
@@ -157,9 +157,9 @@ def main() -> int:
                 return f"a = {x0 - g[k] * (x1 - x0) / (g[k + 1] - g[k]):.3f}"
         return "none in a = 0.6..1.4 (" + ("compresses" if g.mean() > 0 else "stretches") + \
             " everywhere)"
-    lines += ["", "Equilibrium (gradient zero): normaliser=pixel " + zero_a(ga["pixel"]) +
-              "; normaliser=scene " + zero_a(ga["scene"]) + "; photometric " +
-              zero_a(ga["photometric"]) +
+    lines += ["", "Equilibrium (gradient zero): "
+              + "; ".join(f"normaliser={n} " + zero_a(ga[n]) for n in NORMALISERS)
+              + "; photometric " + zero_a(ga["photometric"]) +
               f"; ground truth asks for a = {np.median(gt_alpha):.3f}."]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -325,21 +325,63 @@ def test_consistency_metric_pose_is_scale_neutral_with_the_same_value(room, scal
     assert exact < 2e-3
 
 
+@pytest.mark.parametrize("normaliser", ["scene", "spread"])
 @pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
-def test_consistency_scene_normaliser_same_value_and_scale_neutral(room, scale):
-    """normaliser='scene': the pixel form's value; with metric poses still zero gradient
-    along a global depth scale; structure errors keep their gradient."""
+def test_consistency_scene_normaliser_same_value_and_scale_neutral(room, scale, normaliser):
+    """normaliser='scene' / 'spread': the pixel form's value; with metric poses still zero
+    gradient along a global depth scale; structure errors keep their gradient."""
     _, depth_t, _, depth_s = room
     noisy_s = depth_s * (1.0 + 0.05 * torch.sin(torch.arange(W, dtype=D) / 3.0))
     plain = consistency_3d_loss(depth_t * scale, noisy_s * scale, T_S_T, K)[0]
     loss, grad = _scale_gradient(depth_t * scale, noisy_s * scale, metric_pose=True,
-                                 normaliser="scene")
+                                 normaliser=normaliser)
     torch.testing.assert_close(loss.detach(), plain, rtol=1e-12, atol=0)
     assert abs(grad.item()) < 1e-9, grad
     bumpy = noisy_s.clone().requires_grad_(True)
-    out, _ = consistency_3d_loss(depth_t, bumpy, T_S_T, K, metric_pose=True, normaliser="scene")
+    out, _ = consistency_3d_loss(depth_t, bumpy, T_S_T, K, metric_pose=True,
+                                 normaliser=normaliser)
     (g_,) = torch.autograd.grad(out, bumpy)
     assert g_.abs().sum() > 0
+
+
+def _remap_loss(depth_t, depth_s, T, a, normaliser):
+    """The loss with both depths remapped to ``M (D / M)^a`` (``M``: the pair's geometric
+    mean depth), so ``a < 1`` squashes the depth range about M and ``a > 1`` stretches it."""
+    M = torch.cat([depth_t.flatten(), depth_s.flatten()]).log().mean().exp()
+    return consistency_3d_loss(M * (depth_t / M) ** a, M * (depth_s / M) ** a, T, K,
+                               metric_pose=True, normaliser=normaliser)[0]
+
+
+def test_consistency_spread_normaliser_does_not_reward_squashing_noise(room):
+    """Two frames that disagree by relative noise, no motion: every consistency error of
+    that kind shrinks when the depth range is squashed, and the pixel and scene forms pull
+    the range narrower for it (what compressed full DASP's night depth). The spread form
+    keeps the value and removes the pull: its gradient along the remap exponent ``a`` is
+    < 10 % of the scene form's (measured 4 %: what is left is the per-pixel normaliser's
+    share, detached as in ``scene``, weighted by where the errors lie in depth)."""
+    _, depth_t, _, _ = room
+    gen = torch.Generator().manual_seed(3)
+    noisy = depth_t * torch.exp(0.05 * torch.randn(depth_t.shape, generator=gen, dtype=D))
+    still = torch.eye(4, dtype=D).unsqueeze(0)
+    grads = {}
+    for norm in ("pixel", "scene", "spread"):
+        a = torch.ones((), dtype=D, requires_grad=True)
+        loss = _remap_loss(depth_t, noisy, still, a, norm)
+        (grads[norm],) = torch.autograd.grad(loss, a)
+        assert loss.item() > 1e-3
+    assert grads["pixel"] > 0 and grads["scene"] > 0, grads
+    assert abs(grads["spread"]) < 0.1 * grads["scene"], grads
+
+
+def test_consistency_spread_normaliser_keeps_the_true_range_a_minimum(room):
+    """With the real motion between the frames, the geometry still fixes the range: exact
+    depths score ~0, and squashing or stretching them costs, in every form."""
+    _, depth_t, _, depth_s = room
+    for norm in ("pixel", "scene", "spread"):
+        losses = [_remap_loss(depth_t, depth_s, T_S_T, torch.tensor(a, dtype=D), norm).item()
+                  for a in (0.7, 0.85, 1.0, 1.2, 1.4)]
+        assert losses[2] < 2e-3, (norm, losses)
+        assert losses[0] > losses[1] > losses[2] < losses[3] < losses[4], (norm, losses)
 
 
 def test_consistency_scene_normaliser_pulls_a_blind_region_out_less(room):

@@ -29,8 +29,9 @@ __all__ = ["DEFAULT_OCCLUSION_TOLERANCE", "NORMALISERS", "consistency_3d_error",
 
 #: Forms of the error's depth normaliser ``z_ab + z_b``: ``pixel`` keeps it in the graph per
 #: pixel (SC-SfMLearner); ``scene`` keeps its value but lets the gradient through only the
-#: pair's mean depth (ours, see :func:`consistency_3d_error`).
-NORMALISERS = ("pixel", "scene")
+#: pair's mean depth; ``spread`` is ``scene`` whose gradient also follows the pair's spread of
+#: log depth (ours, both; see :func:`consistency_3d_error`).
+NORMALISERS = ("pixel", "scene", "spread")
 
 #: Relative depth margin of the occlusion test (ours). A projected point counts as occluded
 #: when it lies more than 20 % behind the surface the other camera sees at that pixel. 20 % is
@@ -105,6 +106,18 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     halves the measured pull towards a narrower range but does not remove it: points that
     agree are easier to get with compressed depths (docs/training_recipe.md).
 
+    ``normaliser="spread"`` removes that second pull (ours). Remapping both depth maps to
+    ``G (D / G)^a`` (``G``: their geometric mean depth) multiplies every log-depth deviation
+    by ``a``, so the part of the error that comes from the two frames disagreeing by a
+    relative amount (noise in log depth, the bulk of it in training) grows like ``a``:
+    squashing the range shrinks any frame-to-frame error. ``spread`` uses the detached
+    per-pixel normaliser times ``g / stopgrad(g)`` with ``g = G σ`` (``σ``: standard
+    deviation of log depth over both maps, per sample): the value is the same; a global
+    scale moves ``g`` like ``scene``'s mean depth (scale-neutral with ``metric_pose``), and
+    the remap moves it like ``a``, so for that part of the error the gradient along ``a``
+    is zero. What is left pulls the range only where the motion between the frames asks
+    for it (tests: ``test_consistency_spread_normaliser_*``).
+
     Args:
         depth_a, depth_b: ``[B, 1, H, W]`` z-depths in metres of views a and b.
         T_b_a: ``[B, 4, 4]`` a-camera → b-camera transform (metres).
@@ -113,7 +126,7 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
             sky, not a moving object) in a and b; b's is sampled at the projected pixels.
         occlusion_tolerance: relative margin of the occlusion test (``None`` disables it).
         min_depth: metres; points closer than this (or behind) a camera are dropped.
-        normaliser: ``pixel`` or ``scene`` (:data:`NORMALISERS`).
+        normaliser: ``pixel``, ``scene`` or ``spread`` (:data:`NORMALISERS`).
     Returns:
         ``(error [B, 1, H, W] unitless, mask [B, 1, H, W] bool)`` — mask marks pixels of a
         that land inside image b, in front of camera b, are not occluded in b and are valid.
@@ -152,6 +165,10 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     if normaliser == "scene":
         m = _pair_mean_depth(depth_a, depth_b)[:, None, None, None]
         norm = norm.detach() * (m / m.detach())
+    elif normaliser == "spread":
+        mu, sd = _pair_log_depth_stats(depth_a, depth_b, min_depth)
+        g = (mu.exp() * sd)[:, None, None, None]
+        norm = norm.detach() * (g / g.detach())
     error = (pts_ab - pts_b).abs().sum(dim=1, keepdim=True) / norm
     error = torch.where(mask, error, torch.zeros_like(error))
     return error, mask
@@ -160,6 +177,15 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
 def _pair_mean_depth(depth_a: torch.Tensor, depth_b: torch.Tensor) -> torch.Tensor:
     """``[B]`` mean depth (metres) of the two ``[B, 1, H, W]`` depth maps of each sample."""
     return 0.5 * (depth_a.flatten(1).mean(1) + depth_b.flatten(1).mean(1))
+
+
+def _pair_log_depth_stats(depth_a: torch.Tensor, depth_b: torch.Tensor, min_depth: float
+                          ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``([B], [B])`` mean and standard deviation of log depth (log metres) over both
+    ``[B, 1, H, W]`` maps of each sample; the deviation floored at 1e-6 so a constant map
+    does not divide by zero."""
+    logd = torch.cat([depth_a.flatten(1), depth_b.flatten(1)], 1).clamp(min=min_depth).log()
+    return logd.mean(dim=1), logd.std(dim=1).clamp(min=1e-6)
 
 
 def _translation_follows_depth(T: torch.Tensor, depth_a: torch.Tensor, depth_b: torch.Tensor
@@ -205,7 +231,7 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
             in the gradient it scales with the depths, and a global depth scale gets exactly
             zero gradient. The loss then shapes structure only and the photometric loss,
             whose metric poses fix the scale, owns the scale (ours).
-        normaliser: ``pixel`` or ``scene``, see :func:`consistency_3d_error`.
+        normaliser: ``pixel``, ``scene`` or ``spread``, see :func:`consistency_3d_error`.
     Returns:
         ``(loss, mask)``: scalar mean depth-normalised L1 (0 if no pixel is valid) and the
         ``[B, 1, H, W]`` bool mask of the target→source direction.

@@ -58,7 +58,7 @@ STAGES = ("day", "night")
 ADVERSARIAL_MODES = ("dasp", "rnw", "none")
 #: ``loss.consistency_normaliser`` values; equal to ``dasp_core.losses.consistency3d.NORMALISERS``
 #: (test_train checks), kept here so reading a config does not import torch.
-CONSISTENCY_NORMALISERS = ("pixel", "scene")
+CONSISTENCY_NORMALISERS = ("pixel", "scene", "spread")
 GAN_KINDS = ("lsgan", "vanilla")
 STACK_NORMALIZATION = ("stack", "frame")
 MILESTONE_UNITS = ("epoch", "step", "fraction")
@@ -199,7 +199,9 @@ class LossConfig:
                                  "benchmark)", mark="ours", lo=0.0)
     consistency_normaliser: str = opt("pixel", "3D loss depth normaliser: pixel (per-pixel "
                                       "z_ab + z_b in the graph, SC-SfMLearner) | scene (same "
-                                      "value, gradient only through the pair's mean depth)",
+                                      "value, gradient only through the pair's mean depth) | "
+                                      "spread (scene, gradient also through the pair's "
+                                      "log-depth spread: neutral to squashing the range)",
                                       mark="ours", choices=CONSISTENCY_NORMALISERS)
     adversarial: str = opt("dasp", "adversarial branch: dasp (temporal stacks + SPLB "
                                    "discriminator) | rnw (one map + PatchGAN) | none",
