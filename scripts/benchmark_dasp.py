@@ -8,6 +8,8 @@ seeds (10 000+) that training never renders. Variants:
     (b) night_selfsup   night stage, self-supervised only (Monodepth2-style)
     (c) rnw             night stage + adversarial prior on single depth maps (RNW-style)
     (d) dasp            full DASP: SPLB temporal discriminator + 3D consistency loss
+    (d) dasp_spread     full DASP, the 3D loss's ``spread`` normaliser (neutral to squashing
+                        the depth range; ``dasp`` uses the default ``pixel`` form)
     (e) no_stlm / no_aslm / no_3d   DASP ablations
     supervised  diagnostic ceiling: the same network and budget trained on the night clips'
                 ground-truth depth (``train.supervision=depth``); never shipped, never DASP
@@ -55,6 +57,8 @@ NIGHT_VARIANTS: Dict[str, List[str]] = {
     "night_selfsup": ["loss.adversarial=none", "loss.use_3d=false"],
     "rnw": ["loss.adversarial=rnw", "loss.use_3d=false"],
     "dasp": ["loss.adversarial=dasp", "loss.use_3d=true"],
+    "dasp_spread": ["loss.adversarial=dasp", "loss.use_3d=true",
+                    "loss.consistency_normaliser=spread"],
     "no_stlm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_stlm=false"],
     "no_aslm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_aslm=false"],
     "no_3d": ["loss.adversarial=dasp", "loss.use_3d=false"],
@@ -66,6 +70,7 @@ LABELS = {"day_only": "(a) day-only model",
           "day_exposure": "(a) day-only model + exposure normalisation",
           "night_selfsup": "(b) night-only self-supervised",
           "rnw": "(c) RNW-style single-map adversarial", "dasp": "(d) DASP (full)",
+          "dasp_spread": "(d) DASP (full), 3D loss spread form",
           "no_stlm": "(e) DASP w/o STLM", "no_aslm": "(e) DASP w/o ASLM",
           "no_3d": "(e) DASP w/o 3D loss",
           "supervised": "ceiling: same network supervised with night GT depth (diagnostic)"}
