@@ -5,14 +5,15 @@ For night clips with ground-truth camera poses (the odometry the training uses),
 model's depths of all frames are multiplied by one global factor ``s``; the gradient of the
 3D consistency loss with respect to ``log s`` is measured with the poses as fixed inputs
 (the loss's form for a pose network's output, fed metric odometry) and with
-``metric_pose=True`` (the translation follows the depth scale in the gradient). A negative gradient pulls the depths farther. The scale the ground truth asks
-for is ``median(GT) / median(pred)`` of the target frames.
+``metric_pose=True`` (the translation follows the depth scale in the gradient). A negative
+gradient pulls the depths farther. The scale the ground truth asks for is
+``median(GT) / median(pred)`` of the target frames.
 
 Second table (spread): the depths are remapped to ``M * (D / M)**a`` (``M``: the clip's
 median predicted depth, one number for all three frames), which stretches (``a > 1``) or
 compresses (``a < 1``) the depth range about ``M``; the gradient with respect to ``a`` is
-measured for every normaliser (``pixel``, ``scene``, ``spread``) with ``metric_pose=True``. A positive
-gradient compresses. The spread the ground truth asks for is
+measured for every normaliser (``pixel``, ``scene``, ``spread``) with ``metric_pose=True``.
+A positive gradient compresses. The spread the ground truth asks for is
 ``log(GT p98/p2) / log(pred p98/p2)`` of the target frames.
 
     python scripts/diag_3d_scale.py --checkpoint runs/bench96/seed0/night_selfsup/final.pt \\

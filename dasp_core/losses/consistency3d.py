@@ -29,8 +29,8 @@ __all__ = ["DEFAULT_OCCLUSION_TOLERANCE", "NORMALISERS", "consistency_3d_error",
 
 #: Forms of the error's depth normaliser ``z_ab + z_b``: ``pixel`` keeps it in the graph per
 #: pixel (SC-SfMLearner); ``scene`` keeps its value but lets the gradient through only the
-#: pair's mean depth; ``spread`` is ``scene`` whose gradient also follows the pair's spread of
-#: log depth (ours, both; see :func:`consistency_3d_error`).
+#: pair's mean depth; ``spread`` lets it through the pair's geometric mean depth times its
+#: spread of log depth (ours, both; see :func:`consistency_3d_error`).
 NORMALISERS = ("pixel", "scene", "spread")
 
 #: Relative depth margin of the occlusion test (ours). A projected point counts as occluded

@@ -200,8 +200,9 @@ class LossConfig:
     consistency_normaliser: str = opt("pixel", "3D loss depth normaliser: pixel (per-pixel "
                                       "z_ab + z_b in the graph, SC-SfMLearner) | scene (same "
                                       "value, gradient only through the pair's mean depth) | "
-                                      "spread (scene, gradient also through the pair's "
-                                      "log-depth spread: neutral to squashing the range)",
+                                      "spread (same value, gradient only through the pair's "
+                                      "geometric-mean depth x log-depth spread: neutral to "
+                                      "squashing the range)",
                                       mark="ours", choices=CONSISTENCY_NORMALISERS)
     adversarial: str = opt("dasp", "adversarial branch: dasp (temporal stacks + SPLB "
                                    "discriminator) | rnw (one map + PatchGAN) | none",
