@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Does the 3D consistency loss push a trained model's near or far pixels out?
+
+For night clips with ground-truth camera poses, the model's depths of the pixels at or below
+(``--half near``) or above (``--half far``) each clip's median depth are multiplied by one
+factor ``s``; the mean gradient of the loss (``metric_pose=True``, ``--normaliser``) with
+respect to ``log s`` is printed (positive: pulls that half nearer), once with the
+translation following the pair's arithmetic mean depth (the loss as trained) and once with
+it following the geometric mean (a variant, patched in here only). A global scale has zero
+gradient in both, so the two halves' gradients are opposite.
+
+    python scripts/diag_3d_tilt.py runs/spread3d/seed0/dasp_spread/final.pt --half near
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import dasp_core.losses.consistency3d as c3  # noqa: E402
+from dasp_core.checkpoint import load_depth_model  # noqa: E402
+from dasp_core.data.synthetic.config import SyntheticConfig  # noqa: E402
+from dasp_core.data.synthetic.dataset import SyntheticClipDataset  # noqa: E402
+from dasp_core.geometry import disp_to_depth  # noqa: E402
+from dasp_core.train.poses import odometry_poses  # noqa: E402
+
+
+def follows_geometric_mean(T: torch.Tensor, depth_a: torch.Tensor, depth_b: torch.Tensor
+                           ) -> torch.Tensor:
+    """``T`` with its translation times ``G / stopgrad(G)``, ``G`` the pair's geometric mean
+    depth (the variant; the loss uses the arithmetic mean)."""
+    g = torch.cat([depth_a.flatten(1), depth_b.flatten(1)], 1).clamp(min=1e-3).log().mean(1).exp()
+    r = (g / g.detach()).to(T.dtype)
+    top = torch.cat([T[:, :3, :3], T[:, :3, 3:] * r[:, None, None]], dim=2)
+    return torch.cat([top, T[:, 3:]], dim=1)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint")
+    p.add_argument("--half", choices=("near", "far"), default="near")
+    p.add_argument("--normaliser", choices=c3.NORMALISERS, default="spread")
+    p.add_argument("--seeds", type=int, nargs="+", default=[9500, 9501])
+    p.add_argument("--clips", type=int, default=16)
+    p.add_argument("--cache-dir", default="runs/synthetic_cache")
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    net, info, _ = load_depth_model(a.checkpoint)
+    ds = SyntheticClipDataset("night", a.seeds, 16,
+                              cfg=SyntheticConfig(height=info.input_height,
+                                                  width=info.input_width),
+                              offsets=(0, -1, 1), cache_dir=a.cache_dir)
+    forms = {"arithmetic mean (as trained)": c3._translation_follows_depth,
+             "geometric mean (variant)": follows_geometric_mean}
+    grads = {k: [] for k in forms}
+    for i in np.linspace(0, len(ds) - 1, min(a.clips, len(ds))).round().astype(int):
+        clip = ds[int(i)]
+        frames = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float().div(255)
+        with torch.no_grad():
+            depth = disp_to_depth(net(frames)[0], net.cfg.min_depth, net.cfg.max_depth)[1]
+        T_s_t, _ = odometry_poses(torch.from_numpy(clip.poses)[None],
+                                  torch.ones(1, dtype=torch.bool), 0, (1, 2))
+        K = torch.from_numpy(clip.K).float()[None]
+        med = depth.flatten().median()
+        half = ((depth <= med) if a.half == "near" else (depth > med)).to(depth.dtype)
+        for name, fn in forms.items():
+            c3._translation_follows_depth = fn
+            try:
+                log_s = torch.zeros((), requires_grad=True)
+                d = depth * (log_s * half).exp()
+                loss = torch.stack([c3.consistency_3d_loss(d[0:1], d[j:j + 1], T, K,
+                                                           metric_pose=True,
+                                                           normaliser=a.normaliser)[0]
+                                    for j, T in zip((1, 2), T_s_t)]).mean()
+                loss.backward()
+            finally:
+                c3._translation_follows_depth = forms["arithmetic mean (as trained)"]
+            grads[name].append(float(log_s.grad))
+    for name, g in grads.items():
+        print(f"{a.half} half, translation follows the {name}: d loss / d log s = "
+              f"{np.mean(g):+.4f} ± {np.std(g) / np.sqrt(len(g)):.4f} (mean ± s.e., "
+              f"{len(g)} clips)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
