@@ -25,7 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -40,6 +41,42 @@ from dasp_core.losses.consistency3d import NORMALISERS, consistency_3d_loss  # n
 from dasp_core.geometry import disp_to_depth, warp_image  # noqa: E402
 from dasp_core.losses.photometric import min_reprojection_loss  # noqa: E402
 from dasp_core.train.poses import odometry_poses  # noqa: E402
+
+
+@dataclass
+class NightClip:
+    """One night clip (target, source -1, source +1) with the model's depth and odometry."""
+    frames: torch.Tensor   # [3, 3, H, W] RGB in [0, 1]
+    depth: torch.Tensor    # [3, 1, H, W] predicted depth, metres
+    gt: np.ndarray         # [H, W] ground-truth depth of the target, metres
+    T_s_t: torch.Tensor    # [2, 1, 4, 4] target -> source transforms (ground-truth poses)
+    K: torch.Tensor        # [1, 3, 3] pixel intrinsics
+
+    def loss_3d(self, depth: torch.Tensor, **kw) -> torch.Tensor:
+        """The 3D consistency loss of ``depth`` (``[3, 1, H, W]``), mean over both sources."""
+        return torch.stack([consistency_3d_loss(depth[0:1], depth[j:j + 1], T, self.K, **kw)[0]
+                            for j, T in zip((1, 2), self.T_s_t)]).mean()
+
+
+def load_night_clips(checkpoint: str, seeds: Sequence[int], clips: int, cache_dir: str
+                     ) -> Tuple[str, List[NightClip]]:
+    """``("HxW", clips)``: ``clips`` evenly spaced night clips of drives ``seeds`` at the
+    model's input size, with its depth predictions (eval mode, no gradient)."""
+    net, info, _ = load_depth_model(checkpoint)
+    H, W = info.input_height, info.input_width
+    ds = SyntheticClipDataset("night", seeds, 16, cfg=SyntheticConfig(height=H, width=W),
+                              offsets=(0, -1, 1), cache_dir=cache_dir)
+    out = []
+    for i in np.linspace(0, len(ds) - 1, min(clips, len(ds))).round().astype(int):
+        clip = ds[int(i)]
+        frames = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float().div(255)
+        with torch.no_grad():
+            depth = disp_to_depth(net(frames)[0], net.cfg.min_depth, net.cfg.max_depth)[1]
+        T_s_t, _ = odometry_poses(torch.from_numpy(clip.poses)[None],
+                                  torch.ones(1, dtype=torch.bool), 0, (1, 2))
+        out.append(NightClip(frames, depth, clip.depth, T_s_t,
+                             torch.from_numpy(clip.K).float()[None]))
+    return f"{H}x{W}", out
 
 
 def gradient_curve(points: torch.Tensor, loss_of: Callable[[torch.Tensor], torch.Tensor]
@@ -63,12 +100,7 @@ def main() -> int:
     p.add_argument("--report", type=Path, default=None)
     a = p.parse_args()
     torch.set_num_threads(1)
-    net, info, ckpt = load_depth_model(a.checkpoint)
-    H, W = info.input_height, info.input_width
-    cfg = SyntheticConfig(height=H, width=W)
-    ds = SyntheticClipDataset("night", a.seeds, 16, cfg=cfg, offsets=(0, -1, 1),
-                              cache_dir=a.cache_dir)
-    idx = np.linspace(0, len(ds) - 1, min(a.clips, len(ds))).round().astype(int)
+    size, clips = load_night_clips(a.checkpoint, a.seeds, a.clips, a.cache_dir)
     log_s = torch.linspace(-0.4, 0.4, 17)
     FORMS = {"fixed": dict(), "metric_pose": dict(metric_pose=True)}
     grads: Dict[str, List[np.ndarray]] = {k: [] for k in FORMS}
@@ -76,25 +108,13 @@ def main() -> int:
     SPREAD = {n: dict(metric_pose=True, normaliser=n) for n in NORMALISERS}
     spread_grads: Dict[str, List[np.ndarray]] = {k: [] for k in (*SPREAD, "photometric")}
     gt_scale, gt_alpha = [], []
-    dc = net.cfg
-    for i in idx:
-        clip = ds[int(i)]
-        frames = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float().div(255)
-        with torch.no_grad():
-            disp = net(frames)[0]
-        depth = disp_to_depth(disp, dc.min_depth, dc.max_depth)[1]          # [T, 1, H, W]
-        gt = clip.depth
+    for c in clips:
+        frames, depth, gt, T_s_t, K, c3d = c.frames, c.depth, c.gt, c.T_s_t, c.K, c.loss_3d
         valid = (gt > 1e-3) & (gt < 80)
         pv = depth[0, 0].numpy()[valid]
         gt_scale.append(float(np.median(gt[valid]) / np.median(pv)))
         gt_alpha.append(float(np.log(np.percentile(gt[valid], 98) / np.percentile(gt[valid], 2))
                               / np.log(np.percentile(pv, 98) / np.percentile(pv, 2))))
-        poses = torch.from_numpy(clip.poses)[None]
-        T_s_t, _ = odometry_poses(poses, torch.ones(1, dtype=torch.bool), 0, (1, 2))
-        K = torch.from_numpy(clip.K).float()[None]
-        def c3d(d: torch.Tensor, **kw) -> torch.Tensor:
-            return torch.stack([consistency_3d_loss(d[0:1], d[j:j + 1], T, K, **kw)[0]
-                                for j, T in zip((1, 2), T_s_t)]).mean()
 
         def photometric(d: torch.Tensor) -> torch.Tensor:  # the training's term, full scale
             warped = [warp_image(frames[j:j + 1], d[0:1], T, K, padding_mode="border")[0]
@@ -112,7 +132,7 @@ def main() -> int:
             gradient_curve(alphas, lambda v: photometric(M * (depth / M) ** v)))
     lines = ["# 3D consistency loss: which depth scale it pulls towards, with metric poses", "",
              f"Reproduce: `python scripts/diag_3d_scale.py {' '.join(sys.argv[1:])}`", "",
-             f"Model `{a.checkpoint}` ({H}x{W}), {len(idx)} night clips of drives {a.seeds}, "
+             f"Model `{a.checkpoint}` ({size}), {len(clips)} night clips of drives {a.seeds}, "
              "their ground-truth camera poses. Depths of all three frames scaled by `s`; "
              "mean gradient of the loss with respect to `log s` (negative: pulls depth "
              "farther).", "",

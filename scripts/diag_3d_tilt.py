@@ -25,20 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import dasp_core.losses.consistency3d as c3  # noqa: E402
-from dasp_core.checkpoint import load_depth_model  # noqa: E402
-from dasp_core.data.synthetic.config import SyntheticConfig  # noqa: E402
-from dasp_core.data.synthetic.dataset import SyntheticClipDataset  # noqa: E402
-from dasp_core.geometry import disp_to_depth  # noqa: E402
-from dasp_core.train.poses import odometry_poses  # noqa: E402
+from diag_3d_scale import load_night_clips  # noqa: E402  (scripts/ is this script's folder)
 
 
 def follows_geometric_mean(T: torch.Tensor, depth_a: torch.Tensor, depth_b: torch.Tensor
                            ) -> torch.Tensor:
     """``T`` with its translation times ``G / stopgrad(G)``, ``G`` the pair's geometric mean
     depth (the variant; the loss uses the arithmetic mean)."""
-    g = torch.cat([depth_a.flatten(1), depth_b.flatten(1)], 1).clamp(min=1e-3).log().mean(1).exp()
-    r = (g / g.detach()).to(T.dtype)
-    top = torch.cat([T[:, :3, :3], T[:, :3, 3:] * r[:, None, None]], dim=2)
+    g = c3._pair_log_depth_stats(depth_a, depth_b, 1e-3)[0].exp()
+    ratio = (g / g.detach()).to(T.dtype)
+    top = torch.cat([T[:, :3, :3], T[:, :3, 3:] * ratio[:, None, None]], dim=2)
     return torch.cat([top, T[:, 3:]], dim=1)
 
 
@@ -52,36 +48,22 @@ def main() -> int:
     p.add_argument("--cache-dir", default="runs/synthetic_cache")
     a = p.parse_args()
     torch.set_num_threads(1)
-    net, info, _ = load_depth_model(a.checkpoint)
-    ds = SyntheticClipDataset("night", a.seeds, 16,
-                              cfg=SyntheticConfig(height=info.input_height,
-                                                  width=info.input_width),
-                              offsets=(0, -1, 1), cache_dir=a.cache_dir)
-    forms = {"arithmetic mean (as trained)": c3._translation_follows_depth,
+    _, clips = load_night_clips(a.checkpoint, a.seeds, a.clips, a.cache_dir)
+    as_trained = c3._translation_follows_depth
+    forms = {"arithmetic mean (as trained)": as_trained,
              "geometric mean (variant)": follows_geometric_mean}
     grads = {k: [] for k in forms}
-    for i in np.linspace(0, len(ds) - 1, min(a.clips, len(ds))).round().astype(int):
-        clip = ds[int(i)]
-        frames = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float().div(255)
-        with torch.no_grad():
-            depth = disp_to_depth(net(frames)[0], net.cfg.min_depth, net.cfg.max_depth)[1]
-        T_s_t, _ = odometry_poses(torch.from_numpy(clip.poses)[None],
-                                  torch.ones(1, dtype=torch.bool), 0, (1, 2))
-        K = torch.from_numpy(clip.K).float()[None]
-        med = depth.flatten().median()
-        half = ((depth <= med) if a.half == "near" else (depth > med)).to(depth.dtype)
+    for clip in clips:
+        med = clip.depth.flatten().median()
+        half = (clip.depth <= med) if a.half == "near" else (clip.depth > med)
         for name, fn in forms.items():
             c3._translation_follows_depth = fn
             try:
                 log_s = torch.zeros((), requires_grad=True)
-                d = depth * (log_s * half).exp()
-                loss = torch.stack([c3.consistency_3d_loss(d[0:1], d[j:j + 1], T, K,
-                                                           metric_pose=True,
-                                                           normaliser=a.normaliser)[0]
-                                    for j, T in zip((1, 2), T_s_t)]).mean()
-                loss.backward()
+                clip.loss_3d(clip.depth * (log_s * half).exp(), metric_pose=True,
+                             normaliser=a.normaliser).backward()
             finally:
-                c3._translation_follows_depth = forms["arithmetic mean (as trained)"]
+                c3._translation_follows_depth = as_trained
             grads[name].append(float(log_s.grad))
     for name, g in grads.items():
         print(f"{a.half} half, translation follows the {name}: d loss / d log s = "

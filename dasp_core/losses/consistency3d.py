@@ -162,12 +162,13 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
             mask &= sampled > 0.5
 
     norm = (z_ab + z_b).clamp(min=2.0 * min_depth)
-    if normaliser == "scene":
-        m = _pair_mean_depth(depth_a, depth_b)[:, None, None, None]
-        norm = norm.detach() * (m / m.detach())
-    elif normaliser == "spread":
-        mu, sd = _pair_log_depth_stats(depth_a, depth_b, min_depth)
-        g = (mu.exp() * sd)[:, None, None, None]
+    if normaliser != "pixel":  # same value; the gradient goes through one per-sample g
+        if normaliser == "scene":
+            g = _pair_mean_depth(depth_a, depth_b)
+        else:
+            mu, sd = _pair_log_depth_stats(depth_a, depth_b, min_depth)
+            g = mu.exp() * sd
+        g = g[:, None, None, None]
         norm = norm.detach() * (g / g.detach())
     error = (pts_ab - pts_b).abs().sum(dim=1, keepdim=True) / norm
     error = torch.where(mask, error, torch.zeros_like(error))
