@@ -10,6 +10,8 @@ seeds (10 000+) that training never renders. Variants:
     (d) dasp            full DASP: SPLB temporal discriminator + 3D consistency loss
     (d) dasp_spread     full DASP, the 3D loss's ``spread`` normaliser (neutral to squashing
                         the depth range; ``dasp`` uses the default ``pixel`` form)
+    (d) dasp_lock       ``dasp_spread`` + ``loss.consistency_scale_lock`` (the 3D loss's
+                        weight gradient may not move the depth scale)
     (e) no_stlm / no_aslm / no_3d   DASP ablations
     supervised  diagnostic ceiling: the same network and budget trained on the night clips'
                 ground-truth depth (``train.supervision=depth``); never shipped, never DASP
@@ -59,6 +61,8 @@ NIGHT_VARIANTS: Dict[str, List[str]] = {
     "dasp": ["loss.adversarial=dasp", "loss.use_3d=true"],
     "dasp_spread": ["loss.adversarial=dasp", "loss.use_3d=true",
                     "loss.consistency_normaliser=spread"],
+    "dasp_lock": ["loss.adversarial=dasp", "loss.use_3d=true",
+                  "loss.consistency_normaliser=spread", "loss.consistency_scale_lock=true"],
     "no_stlm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_stlm=false"],
     "no_aslm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_aslm=false"],
     "no_3d": ["loss.adversarial=dasp", "loss.use_3d=false"],
@@ -71,6 +75,7 @@ LABELS = {"day_only": "(a) day-only model",
           "night_selfsup": "(b) night-only self-supervised",
           "rnw": "(c) RNW-style single-map adversarial", "dasp": "(d) DASP (full)",
           "dasp_spread": "(d) DASP (full), 3D loss spread form",
+          "dasp_lock": "(d) DASP (full), 3D loss spread form + scale lock",
           "no_stlm": "(e) DASP w/o STLM", "no_aslm": "(e) DASP w/o ASLM",
           "no_3d": "(e) DASP w/o 3D loss",
           "supervised": "ceiling: same network supervised with night GT depth (diagnostic)"}

@@ -231,7 +231,11 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
             ``m / stopgrad(m)`` (``m``: the pair's mean depth, per sample): same value, but
             in the gradient it scales with the depths, and a global depth scale gets exactly
             zero gradient. The loss then shapes structure only and the photometric loss,
-            whose metric poses fix the scale, owns the scale (ours).
+            whose metric poses fix the scale, owns the scale (ours). Zero gradient in
+            depth space is not zero drift in training: through the network and Adam the
+            loss still pushes the depth farther (``scripts/diag_3d_drift.py``);
+            ``loss.consistency_scale_lock`` removes that push
+            (:mod:`dasp_core.train.scale_lock`).
         normaliser: ``pixel``, ``scene`` or ``spread``, see :func:`consistency_3d_error`.
     Returns:
         ``(loss, mask)``: scalar mean depth-normalised L1 (0 if no pixel is valid) and the

@@ -204,6 +204,12 @@ class LossConfig:
                                       "geometric-mean depth x log-depth spread: neutral to "
                                       "squashing the range)",
                                       mark="ours", choices=CONSISTENCY_NORMALISERS)
+    consistency_scale_lock: bool = opt(False, "project the 3D loss's weight gradient so "
+                                       "that an Adam step for it leaves the batch's mean log "
+                                       "depth unchanged (it pushes the scale farther through "
+                                       "the network otherwise; scripts/diag_3d_drift.py); "
+                                       "two extra DepthNet backward passes per step",
+                                       mark="ours")
     adversarial: str = opt("dasp", "adversarial branch: dasp (temporal stacks + SPLB "
                                    "discriminator) | rnw (one map + PatchGAN) | none",
                            mark="paper", choices=ADVERSARIAL_MODES)

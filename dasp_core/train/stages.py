@@ -115,6 +115,9 @@ class StepResult:
         stats: floats for logging (auto-mask fraction, D scores, supervised sample counts).
         fake: detached discriminator input of the night student (for the D step) or None.
         visuals: detached tensors for TensorBoard (``[B, C, H, W]``).
+        scale_probe: with ``loss.consistency_scale_lock``, the batch's mean log depth
+            (log metres, all frames, scale 0) in the graph, for
+            :func:`dasp_core.train.scale_lock.project_out_scale`; else None.
     """
 
     terms: Dict[str, torch.Tensor] = field(default_factory=dict)
@@ -123,6 +126,7 @@ class StepResult:
     stats: Dict[str, float] = field(default_factory=dict)
     fake: Optional[torch.Tensor] = None
     visuals: Dict[str, torch.Tensor] = field(default_factory=dict)
+    scale_probe: Optional[torch.Tensor] = None
 
     def add(self, name: str, value: torch.Tensor, weight: float) -> None:
         self.terms[name] = value
@@ -359,6 +363,8 @@ def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg:
                                    normaliser=lc.consistency_normaliser)[0]
                for i, T in zip(layout.sources, T_s_t)]
         res.add("consistency_3d", torch.stack(c3d).mean(), lc.lambda_3d)
+        if lc.consistency_scale_lock:
+            res.scale_probe = depth_all.clamp(min=dc.min_depth).log().mean()
 
     if cfg.scale.velocity and cfg.pose.source == "posenet":  # odometry is metric already
         if cfg.scale.velocity_mode == "loss":

@@ -60,6 +60,7 @@ from dasp_core.train.resume import RESUME_MUST_MATCH, check_resumable
 from dasp_core.train.rng import rng_state, seed_everything, set_rng_state
 from dasp_core.train.run_log import RunLog, tqdm_logging
 from dasp_core.train.scale import recovered_scale
+from dasp_core.train.scale_lock import adam_preconditioner, project_out_scale
 from dasp_core.train.schedule import lr_factor
 from dasp_core.train.stages import (FrameLayout, StageNets, StepResult, compute_discriminator_step,
                                     compute_generator_step, teacher_real_samples)
@@ -443,9 +444,35 @@ class Trainer:
             values = {k: float(v.detach()) for k, v in res.terms.items()}
             raise self._diverged(bad or ["loss on another rank"], values)
 
+    def _scale_locked_backward(self, res: StepResult) -> float:
+        """Back-propagate ``res.total`` with the 3D loss's share of the DepthNet gradient
+        projected so that Adam's step for it keeps the mean log depth ``res.scale_probe``
+        (:mod:`dasp_core.train.scale_lock`). Returns the push the projection removed (change
+        of the mean log depth per unit step size; positive: farther)."""
+        term = res.weights["consistency_3d"] * res.terms["consistency_3d"]
+        params = [p for p in self.depth.parameters() if p.requires_grad]
+        scaled = self.scaler.scale
+        g_term = torch.autograd.grad(scaled(term), params, retain_graph=True, allow_unused=True)
+        g_mu = torch.autograd.grad(scaled(res.scale_probe), params, retain_graph=True,
+                                   allow_unused=True)
+        if self.dist.enabled:  # autograd.grad bypasses DDP's gradient averaging
+            g_term = [ddp.all_reduce_mean(g) if g is not None else None for g in g_term]
+            g_mu = [ddp.all_reduce_mean(g) if g is not None else None for g in g_mu]
+        g_proj, push = project_out_scale(g_term, g_mu, adam_preconditioner(self.opt_g, params))
+        scaled(res.total - term).backward()
+        for p, g in zip(params, g_proj):
+            if g is not None:
+                p.grad = g.clone() if p.grad is None else p.grad + g
+        return push / float(scaled(torch.ones(())))
+
     def _optimizer_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer,
-                        params: List[torch.Tensor], what: str) -> float:
-        self.scaler.scale(loss).backward()
+                        params: List[torch.Tensor], what: str,
+                        res: Optional[StepResult] = None) -> float:
+        if res is not None and res.scale_probe is not None and res.weights.get(
+                "consistency_3d", 0.0) != 0.0:
+            res.stats["scale_push_3d"] = self._scale_locked_backward(res)
+        else:
+            self.scaler.scale(loss).backward()
         if self.scaler.is_enabled():
             self.scaler.unscale_(opt)
         clip = self.cfg.train.grad_clip
@@ -486,7 +513,7 @@ class Trainer:
         out = {f"loss/{k}": float(v.detach()) for k, v in res.terms.items()}
         out["loss/total"] = float(res.total.detach())
         out["grad_norm/generator"] = self._optimizer_step(res.total, self.opt_g, g_params,
-                                                          "depth/pose networks")
+                                                          "depth/pose networks", res)
         out.update({f"stats/{k}": v for k, v in res.stats.items()})
         if "n_skipped" in batch:
             self.bad_samples += int(batch["n_skipped"].sum())
