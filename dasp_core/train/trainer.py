@@ -463,7 +463,7 @@ class Trainer:
         for p, g in zip(params, g_proj):
             if g is not None:
                 p.grad = g.clone() if p.grad is None else p.grad + g
-        return push / float(scaled(torch.ones(())))
+        return push / float(scaled(torch.ones(()))) ** 2  # both gradients carry the AMP scale
 
     def _optimizer_step(self, loss: torch.Tensor, opt: torch.optim.Optimizer,
                         params: List[torch.Tensor], what: str,
