@@ -286,8 +286,12 @@ def test_all_outputs_with_input_header(harness):
     assert np.all(np.isnan(pts["z"][:, -1]))  # beyond max_range
     np.testing.assert_array_equal(pc.unpack_rgb(pts["rgb"][i, j]), [90, 90, 90])
 
-    status = h.got["diagnostics"][-1].status[0]
-    values = {kv.key: kv.value for kv in status.values}
+    def last_diagnostics() -> dict:
+        return {kv.key: kv.value for kv in h.got["diagnostics"][-1].status[0].values}
+
+    # diagnostics come on a timer: the first may predate the frame, so wait for one after it
+    assert h.spin_until(lambda: int(last_diagnostics().get("frames_received", 0)) >= 1)
+    values = last_diagnostics()
     assert values["backend"] == "fake" and values["model_name"] == "fake"
     for key in ("latency_model_p50_ms", "latency_overhead_p99_ms", "input_rate_hz",
                 "output_rate_hz", "frames_dropped", "decode_errors", "bad_camera_info"):
