@@ -17,7 +17,8 @@ For training batches of night clips (train mode, as the loss is trained), per lo
   ``v`` the mean over the batches of the squared total gradient (Adam's second moment).
 
 Positive: the term pushes the depth farther. ``μ`` is the mean log depth (log metres) of all
-frames of the batch at full resolution, the depths the 3D loss sees.
+frames of the batch at full resolution, the depths the 3D loss sees (the trainer's
+``StepResult.scale_probe``, what ``loss.consistency_scale_lock`` holds).
 
     python scripts/diag_3d_drift.py --checkpoint dasp_core/assets/dasp_demo.pt --batches 8
 """
@@ -36,10 +37,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dasp_core.geometry import disp_to_depth  # noqa: E402
 from dasp_core.train.config import load_config  # noqa: E402
 from dasp_core.train.loader import to_device  # noqa: E402
-from dasp_core.train.stages import compute_generator_step, run_depth  # noqa: E402
+from dasp_core.train.stages import compute_generator_step  # noqa: E402
 from dasp_core.train.trainer import Trainer  # noqa: E402
 
 
@@ -63,22 +63,18 @@ def main() -> int:
     cfg = load_config(args.config, [
         "train.stage=night", f"train.day_checkpoint={args.checkpoint}", "loss.adversarial=none",
         "loss.use_3d=true", "train.device=cpu", f"train.threads={args.threads}",
-        "data.num_workers=0"] + list(args.overrides))
+        "data.num_workers=0"] + list(args.overrides) + [
+        "loss.consistency_scale_lock=true"])  # makes the step report μ; no optimiser here
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, tmp)
     net = trainer.depth.train()
     params = [q for q in net.parameters() if q.requires_grad]
-    dc = cfg.model.depth
     rows: Dict[str, Dict[str, List[float]]] = {}
     per_batch: List[Dict[str, torch.Tensor]] = []
     for b in range(args.batches):
         batch = to_device(next(trainer.primary), torch.device("cpu"))
         res = compute_generator_step(trainer.nets, batch, cfg, trainer.layout)
-        # the same forward pass the terms used is not exposed; a second one in train mode with
-        # the same input gives the same depths (BatchNorm uses batch statistics)
-        disp = run_depth(trainer.nets.depth, batch.get("frames_aug", batch["frames"]))[0]
-        _, depth = disp_to_depth(disp, dc.min_depth, dc.max_depth)
-        mu = depth.log().mean()
+        mu = res.scale_probe  # the trainer's own μ, from the forward pass the terms used
         g_mu = flat_grad(mu, params)
         grads = {k: flat_grad(res.weights[k] * v, params)
                  for k, v in res.terms.items() if res.weights[k] != 0.0}

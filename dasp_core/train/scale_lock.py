@@ -28,13 +28,14 @@ def adam_preconditioner(opt: torch.optim.Optimizer, params: Sequence[torch.Tenso
     """Per-parameter ``1 / (√v̂ + ε)`` of an Adam optimiser (``v̂``: bias-corrected second
     moment), ``None`` for a parameter without state yet (its first step: plain gradient
     metric). Shapes as ``params``."""
+    group_of = {id(q): g for g in opt.param_groups for q in g["params"]}
     out: List[Optional[torch.Tensor]] = []
     for p in params:
         st = opt.state.get(p, {})
         if "exp_avg_sq" not in st:
             out.append(None)
             continue
-        group = next(g for g in opt.param_groups if any(q is p for q in g["params"]))
+        group = group_of[id(p)]
         beta2, eps = group["betas"][1], group["eps"]
         step = float(st["step"])
         v_hat = st["exp_avg_sq"] / max(1.0 - beta2 ** step, 1e-12)
