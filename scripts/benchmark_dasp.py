@@ -12,6 +12,8 @@ seeds (10 000+) that training never renders. Variants:
                         the depth range; ``dasp`` uses the default ``pixel`` form)
     (d) dasp_lock       ``dasp_spread`` + ``loss.consistency_scale_lock`` (the 3D loss's
                         weight gradient may not move the depth scale)
+    (d) dasp_ref        ``dasp_spread`` with the sources' depths as fixed references and
+                        the symmetric mask (docs/training_recipe.md, eleventh session)
     (e) no_stlm / no_aslm / no_3d   DASP ablations
     supervised  diagnostic ceiling: the same network and budget trained on the night clips'
                 ground-truth depth (``train.supervision=depth``); never shipped, never DASP
@@ -63,6 +65,8 @@ NIGHT_VARIANTS: Dict[str, List[str]] = {
                     "loss.consistency_normaliser=spread"],
     "dasp_lock": ["loss.adversarial=dasp", "loss.use_3d=true",
                   "loss.consistency_normaliser=spread", "loss.consistency_scale_lock=true"],
+    "dasp_ref": ["loss.adversarial=dasp", "loss.use_3d=true", "loss.consistency_normaliser=spread",
+                 "loss.consistency_source_grad=false", "loss.consistency_mask=symmetric"],
     "no_stlm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_stlm=false"],
     "no_aslm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_aslm=false"],
     "no_3d": ["loss.adversarial=dasp", "loss.use_3d=false"],
@@ -76,6 +80,7 @@ LABELS = {"day_only": "(a) day-only model",
           "rnw": "(c) RNW-style single-map adversarial", "dasp": "(d) DASP (full)",
           "dasp_spread": "(d) DASP (full), 3D loss spread form",
           "dasp_lock": "(d) DASP (full), 3D loss spread form + scale lock",
+          "dasp_ref": "(d) DASP (full), 3D loss spread form, fixed sources, symmetric mask",
           "no_stlm": "(e) DASP w/o STLM", "no_aslm": "(e) DASP w/o ASLM",
           "no_3d": "(e) DASP w/o 3D loss",
           "supervised": "ceiling: same network supervised with night GT depth (diagnostic)"}

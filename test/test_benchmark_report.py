@@ -108,6 +108,18 @@ def test_report_only_rebuilds_from_results_json(bench, tmp_path):
     assert "| dasp/seed1 | 2.0 (reused run; from its file times) |" in text
 
 
+def test_every_night_variant_is_a_valid_configuration(bench):
+    """A misspelt key or value in a variant would only show an hour into a benchmark."""
+    from dasp_core.train.config import load_config
+
+    assert {"dasp", "dasp_ref", "no_3d", "supervised"} <= set(bench.NIGHT_VARIANTS)
+    for variant, overrides in bench.NIGHT_VARIANTS.items():
+        assert variant in bench.LABELS
+        cfg = load_config(str(ROOT / "config" / "train_synthetic_small.yaml"),
+                          ["train.stage=night", "train.day_checkpoint=day.pt"] + overrides)
+        assert cfg.train.stage == "night", variant
+
+
 def test_override_value_takes_the_last_setting(bench):
     ov = ["optim.lr=0.0002", "model.depth.exposure=log_mean", "model.depth.exposure = none"]
     assert bench.override_value(ov, "model.depth.exposure") == "none"

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 
 from dasp_core import geometry as g
 from dasp_core.errors import ConfigError
-from dasp_core.losses import (ImagePool, consistency_3d_loss, discriminator_loss,
-                              edge_aware_smoothness, generator_loss, min_reprojection_loss,
-                              photometric_error, ssim)
+from dasp_core.losses import (ImagePool, consistency_3d_error, consistency_3d_loss,
+                              discriminator_loss, edge_aware_smoothness, generator_loss,
+                              min_reprojection_loss, photometric_error, ssim)
 from dasp_core.losses.photometric import SSIM_C1
 
 D = torch.float64
@@ -402,6 +402,90 @@ def test_consistency_scene_normaliser_pulls_a_blind_region_out_less(room):
         (pulls[norm],) = torch.autograd.grad(loss, log_r)
     assert pulls["pixel"] < 0 and pulls["scene"] < 0, pulls
     assert abs(pulls["scene"]) < 0.85 * abs(pulls["pixel"]), pulls
+
+
+def test_consistency_symmetric_mask_drops_points_in_front_only(room):
+    """A patch of the source pushed 1.5x farther: the target's points there lie in front of
+    the source's surface. The occlusion test keeps them (with the largest errors); the
+    symmetric mask drops them and nothing else of the exact scene, and leaves a patch pulled
+    nearer (points behind: occluded) masked as before."""
+    _, depth_t, _, depth_s = room
+    exact_occ = consistency_3d_loss(depth_t, depth_s, T_S_T, K)
+    exact_sym = consistency_3d_loss(depth_t, depth_s, T_S_T, K, mask_mode="symmetric")
+    assert (exact_sym[1] <= exact_occ[1]).all()
+    assert exact_sym[1].float().mean() > 0.97 * exact_occ[1].float().mean()
+    assert exact_sym[0] < 2e-3
+    patch = torch.ones_like(depth_s)
+    patch[..., 8:24, 12:28] = 1.5
+    far_s = depth_s * patch
+    occ_loss, occ_mask = consistency_3d_loss(depth_t, far_s, T_S_T, K)
+    sym_loss, sym_mask = consistency_3d_loss(depth_t, far_s, T_S_T, K, mask_mode="symmetric")
+    dropped = occ_mask & ~sym_mask
+    assert dropped.sum() > 100, "the patch put no point in front: the test could not fail"
+    assert (sym_mask <= occ_mask).all()
+    # what was dropped is the patch seen from the target, and its error was the large one
+    err, _ = consistency_3d_error(depth_t, far_s, T_S_T, K)
+    assert err[dropped].mean() > 0.15 > err[sym_mask].mean()
+    assert sym_loss < 0.5 * occ_loss
+    # a patch pulled nearer: the target's points are behind it, masked in both modes alike
+    near_s = depth_s / patch
+    m_occ = consistency_3d_loss(depth_t, near_s, T_S_T, K)[1]
+    m_sym = consistency_3d_loss(depth_t, near_s, T_S_T, K, mask_mode="symmetric")[1]
+    assert (m_occ & ~m_sym).sum() < 0.02 * m_occ.sum()
+
+
+def test_consistency_min_parallax_leaves_out_points_the_motion_does_not_show():
+    """Sideways motion t: a point at depth z moves f t / z pixels relative to where it would
+    land at infinity (known value). With min_parallax 1 px, a wall at the depth where that
+    is 2 px stays in the loss, one where it is 0.5 px leaves it, and rotation alone (no
+    parallax anywhere) leaves nothing."""
+    fx = float(K[0, 0, 0])
+    t = 0.2
+    side = pose(tx=t).unsqueeze(0)
+    for px, kept in ((2.0, True), (0.5, False)):
+        wall = torch.full((1, 1, H, W), fx * t / px, dtype=D)
+        err, mask = consistency_3d_error(wall, wall * 1.05, side, K, min_parallax=1.0)
+        _, base = consistency_3d_error(wall, wall * 1.05, side, K)
+        assert base.float().mean() > 0.5
+        assert bool((mask == base).all()) if kept else not mask.any(), px
+    turn = pose(ry=0.02).unsqueeze(0)
+    wall = torch.full((1, 1, H, W), 3.0, dtype=D)
+    assert not consistency_3d_error(wall, wall, turn, K, min_parallax=0.5)[1].any()
+    assert consistency_3d_error(wall, wall, turn, K)[1].any()
+
+
+def test_consistency_mask_mode_is_checked(room):
+    _, depth_t, _, depth_s = room
+    with pytest.raises(ValueError, match="mask_mode must be one of"):
+        consistency_3d_loss(depth_t, depth_s, T_S_T, K, mask_mode="both")
+    with pytest.raises(ValueError, match="needs an occlusion_tolerance"):
+        consistency_3d_loss(depth_t, depth_s, T_S_T, K, mask_mode="symmetric",
+                            occlusion_tolerance=None)
+    with pytest.raises(ValueError, match="min_parallax"):
+        consistency_3d_loss(depth_t, depth_s, T_S_T, K, min_parallax=-1.0)
+
+
+@pytest.mark.parametrize("normaliser", ["pixel", "spread"])
+def test_consistency_source_grad_off_leaves_the_target_gradient(room, normaliser):
+    """source_grad=False: same value, no gradient reaches the source depth, and the target's
+    (and the pose's) gradient is exactly what it was."""
+    _, depth_t, _, depth_s = room
+    noisy_s = depth_s * (1.0 + 0.05 * torch.sin(torch.arange(W, dtype=D) / 3.0))
+    out = {}
+    for flag in (True, False):
+        dt = depth_t.clone().requires_grad_(True)
+        ds = noisy_s.clone().requires_grad_(True)
+        T = T_S_T.clone().requires_grad_(True)
+        loss, _ = consistency_3d_loss(dt, ds, T, K, metric_pose=True, normaliser=normaliser,
+                                      source_grad=flag)
+        out[flag] = (loss.detach(),) + torch.autograd.grad(loss, (dt, ds, T),
+                                                           allow_unused=True)
+    on, off = out[True], out[False]
+    torch.testing.assert_close(off[0], on[0], rtol=0, atol=0)
+    assert on[2].abs().sum() > 0 and off[2] is None
+    assert on[1].abs().sum() > 0
+    torch.testing.assert_close(off[1], on[1], rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(off[3], on[3], rtol=1e-12, atol=1e-15)
 
 
 def test_consistency_rejects_unknown_normaliser(room):

@@ -134,8 +134,9 @@ def test_every_key_is_documented():
 
 
 def test_config_normaliser_choices_are_the_loss_forms():
-    from dasp_core.losses.consistency3d import NORMALISERS
+    from dasp_core.losses.consistency3d import MASKS, NORMALISERS
     assert C.CONSISTENCY_NORMALISERS == NORMALISERS
+    assert C.CONSISTENCY_MASKS == MASKS
 
 
 def test_unknown_key_names_it_and_lists_known_keys():

@@ -24,7 +24,7 @@ from dasp_core.errors import check_range
 from dasp_core.geometry import (backproject, invert_pose, pixels_to_grid, project,
                                 transform_points)
 
-__all__ = ["DEFAULT_OCCLUSION_TOLERANCE", "NORMALISERS", "consistency_3d_error",
+__all__ = ["DEFAULT_OCCLUSION_TOLERANCE", "MASKS", "NORMALISERS", "consistency_3d_error",
            "consistency_3d_loss"]
 
 #: Forms of the error's depth normaliser ``z_ab + z_b``: ``pixel`` keeps it in the graph per
@@ -32,6 +32,12 @@ __all__ = ["DEFAULT_OCCLUSION_TOLERANCE", "NORMALISERS", "consistency_3d_error",
 #: pair's mean depth; ``spread`` lets it through the pair's geometric mean depth times its
 #: spread of log depth (ours, both; see :func:`consistency_3d_error`).
 NORMALISERS = ("pixel", "scene", "spread")
+
+#: Which disagreeing points the error leaves out: ``occlusion`` drops a projected point that lies
+#: more than the tolerance *behind* the surface the other camera sees there (it is hidden:
+#: a static scene with exact depths allows that and nothing else); ``symmetric`` also drops
+#: points more than the tolerance *in front of* it (ours, see :func:`consistency_3d_error`).
+MASKS = ("occlusion", "symmetric")
 
 #: Relative depth margin of the occlusion test (ours). A projected point counts as occluded
 #: when it lies more than 20 % behind the surface the other camera sees at that pixel. 20 % is
@@ -77,7 +83,8 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
                          K: torch.Tensor, valid_a: Optional[torch.Tensor] = None,
                          valid_b: Optional[torch.Tensor] = None,
                          occlusion_tolerance: Optional[float] = DEFAULT_OCCLUSION_TOLERANCE,
-                         min_depth: float = 1e-3, normaliser: str = "pixel"
+                         min_depth: float = 1e-3, normaliser: str = "pixel",
+                         mask_mode: str = "occlusion", min_parallax: float = 0.0
                          ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One direction of the 3D consistency error: frame a's points against frame b's.
 
@@ -118,6 +125,22 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     is zero. What is left pulls the range only where the motion between the frames asks
     for it (tests: ``test_consistency_spread_normaliser_*``).
 
+    ``mask_mode="symmetric"`` (ours) also leaves out points more than ``occlusion_tolerance``
+    *in front of* the surface the other camera sees at their pixel (``z_ab (1 + tol) < z_b``).
+    With exact depths of a static scene that cannot happen; in training it happens where a
+    network's depth edge is blurred or misplaced (a foreground point lands on background) and
+    on moving objects. The one-sided occlusion test keeps exactly those pairs, with the
+    largest errors, and their gradient pulls the background forward and pushes the foreground
+    back — towards depth maps without edges (``scripts/diag_3d_regions.py``). Symmetric
+    leaves the loss to refine surfaces the two frames already roughly agree on.
+
+    ``min_parallax`` (pixels, ours) leaves out points whose depth the motion does not show:
+    the distance between where a point projects in b at its depth and where it would project
+    at infinite depth (same rotation, no translation) is below it. Such points (sky, far
+    points near the direction of travel) land within a pixel of the same place whatever
+    their depth, so their 3D error only compares two networks' guesses; at night it pulled
+    the sky in (``scripts/diag_3d_regions.py``).
+
     Args:
         depth_a, depth_b: ``[B, 1, H, W]`` z-depths in metres of views a and b.
         T_b_a: ``[B, 4, 4]`` a-camera → b-camera transform (metres).
@@ -127,20 +150,30 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
         occlusion_tolerance: relative margin of the occlusion test (``None`` disables it).
         min_depth: metres; points closer than this (or behind) a camera are dropped.
         normaliser: ``pixel``, ``scene`` or ``spread`` (:data:`NORMALISERS`).
+        mask_mode: ``occlusion`` or ``symmetric`` (:data:`MASKS`); needs a tolerance.
+        min_parallax: pixels at H x W; 0 keeps every point.
     Returns:
         ``(error [B, 1, H, W] unitless, mask [B, 1, H, W] bool)`` — mask marks pixels of a
-        that land inside image b, in front of camera b, are not occluded in b and are valid.
+        that land inside image b, in front of camera b, are not occluded in b (for
+        ``symmetric``: nor far in front of b's surface), move at least ``min_parallax`` and
+        are valid.
     """
     K, T_b_a = _check_inputs(depth_a, depth_b, T_b_a, K)
     if normaliser not in NORMALISERS:
         raise ValueError(f"normaliser must be one of {NORMALISERS}, got {normaliser!r}")
+    if mask_mode not in MASKS:
+        raise ValueError(f"mask_mode must be one of {MASKS}, got {mask_mode!r}")
+    if mask_mode == "symmetric" and occlusion_tolerance is None:
+        raise ValueError("mask_mode='symmetric' needs an occlusion_tolerance")
     valid_a = _check_mask("valid_a", valid_a, depth_a)
     valid_b = _check_mask("valid_b", valid_b, depth_b)
     if occlusion_tolerance is not None:
         check_range("occlusion_tolerance", occlusion_tolerance, 0.0, None)
+    check_range("min_parallax", min_parallax, 0.0, None)
     H, W = depth_a.shape[-2:]
 
-    pts_ab = transform_points(T_b_a, backproject(depth_a, K))
+    pts_a = backproject(depth_a, K)
+    pts_ab = transform_points(T_b_a, pts_a)
     pix, z_ab = project(pts_ab, K)
     grid = pixels_to_grid(pix, H, W)
     pts_b = F.grid_sample(backproject(depth_b, K), grid, mode="bilinear",
@@ -153,6 +186,13 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
         mask = inside & (z_ab > min_depth) & (z_b > min_depth) & (depth_a > min_depth)
         if occlusion_tolerance is not None:
             mask &= z_ab <= z_b * (1.0 + occlusion_tolerance)
+            if mask_mode == "symmetric":
+                mask &= z_ab * (1.0 + occlusion_tolerance) >= z_b
+        if min_parallax > 0:
+            rotation_only = T_b_a.clone()
+            rotation_only[:, :3, 3] = 0
+            pix_inf, _ = project(transform_points(rotation_only, pts_a), K)
+            mask &= (pix - pix_inf).norm(dim=1, keepdim=True) >= min_parallax
         if valid_a is not None:
             mask &= valid_a
         if valid_b is not None:
@@ -204,7 +244,8 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
                         valid_s: Optional[torch.Tensor] = None,
                         occlusion_tolerance: Optional[float] = DEFAULT_OCCLUSION_TOLERANCE,
                         min_depth: float = 1e-3, metric_pose: bool = False,
-                        normaliser: str = "pixel"
+                        normaliser: str = "pixel", mask_mode: str = "occlusion",
+                        min_parallax: float = 0.0, source_grad: bool = True
                         ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Bidirectional 3D consistency projection loss (paper: the loss; ours: its form).
 
@@ -237,17 +278,29 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
             ``loss.consistency_scale_lock`` removes that push
             (:mod:`dasp_core.train.scale_lock`).
         normaliser: ``pixel``, ``scene`` or ``spread``, see :func:`consistency_3d_error`.
+        mask_mode: ``occlusion`` or ``symmetric``, see :func:`consistency_3d_error`.
+        min_parallax: pixels, see :func:`consistency_3d_error`.
+        source_grad: ``False`` detaches ``depth_s``: the source's depth is a fixed reference
+            and only ``D_t`` (and the pose) learn from the loss (ours). A frame then learns
+            from the loss only as a target, from the sum of the pulls of its previous and
+            next frame, which largely cancel (on a night model, near range: −0.30 and +0.30,
+            sum −0.002; ``scripts/diag_3d_regions.py``); as a source it would get one of
+            them alone.
     Returns:
         ``(loss, mask)``: scalar mean depth-normalised L1 (0 if no pixel is valid) and the
         ``[B, 1, H, W]`` bool mask of the target→source direction.
     """
     K, T_s_t = _check_inputs(depth_t, depth_s, T_s_t, K)
+    if not source_grad:
+        depth_s = depth_s.detach()
     if metric_pose:
         T_s_t = _translation_follows_depth(T_s_t, depth_t, depth_s)
     err_ts, mask_ts = consistency_3d_error(depth_t, depth_s, T_s_t, K, valid_t, valid_s,
-                                           occlusion_tolerance, min_depth, normaliser)
+                                           occlusion_tolerance, min_depth, normaliser,
+                                           mask_mode, min_parallax)
     err_st, mask_st = consistency_3d_error(depth_s, depth_t, invert_pose(T_s_t), K, valid_s,
-                                           valid_t, occlusion_tolerance, min_depth, normaliser)
+                                           valid_t, occlusion_tolerance, min_depth, normaliser,
+                                           mask_mode, min_parallax)
     count = (mask_ts.sum() + mask_st.sum()).clamp(min=1).to(err_ts.dtype)
     loss = (err_ts.sum() + err_st.sum()) / count
     return loss, mask_ts

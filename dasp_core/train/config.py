@@ -59,6 +59,8 @@ ADVERSARIAL_MODES = ("dasp", "rnw", "none")
 #: ``loss.consistency_normaliser`` values; equal to ``dasp_core.losses.consistency3d.NORMALISERS``
 #: (test_train checks), kept here so reading a config does not import torch.
 CONSISTENCY_NORMALISERS = ("pixel", "scene", "spread")
+#: ``loss.consistency_mask`` values; equal to ``dasp_core.losses.consistency3d.MASKS``
+CONSISTENCY_MASKS = ("occlusion", "symmetric")
 GAN_KINDS = ("lsgan", "vanilla")
 STACK_NORMALIZATION = ("stack", "frame")
 MILESTONE_UNITS = ("epoch", "step", "fraction")
@@ -204,6 +206,17 @@ class LossConfig:
                                       "geometric-mean depth x log-depth spread: neutral to "
                                       "squashing the range)",
                                       mark="ours", choices=CONSISTENCY_NORMALISERS)
+    consistency_source_grad: bool = opt(True, "3D loss gradient reaches the source frames' "
+                                        "depths too (False: only the target's; the "
+                                        "sources are fixed references)", mark="ours")
+    consistency_min_parallax: float = opt(0.0, "3D loss leaves out points that move less "
+                                          "than this many pixels between their depth and "
+                                          "infinity (sky, far points ahead); 0: none",
+                                          mark="ours", lo=0.0)
+    consistency_mask: str = opt("occlusion", "3D loss mask: occlusion (drop points more than "
+                                "20 % behind the other view's surface) | symmetric (also "
+                                "more than 20 % in front of it: blurred depth edges and "
+                                "moving objects)", mark="ours", choices=CONSISTENCY_MASKS)
     consistency_scale_lock: bool = opt(False, "project the 3D loss's weight gradient so "
                                        "that an Adam step for it leaves the batch's mean log "
                                        "depth unchanged (it pushes the scale farther through "

@@ -359,8 +359,10 @@ def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg:
         _, depth_all = disp_to_depth(disps_all[0], dc.min_depth, dc.max_depth)
         metric = cfg.pose.source == "odometry"
         c3d = [consistency_3d_loss(depth_all[:, layout.target], depth_all[:, i], T, K,
-                                   metric_pose=metric,
-                                   normaliser=lc.consistency_normaliser)[0]
+                                   metric_pose=metric, source_grad=lc.consistency_source_grad,
+                                   normaliser=lc.consistency_normaliser,
+                                   mask_mode=lc.consistency_mask,
+                                   min_parallax=lc.consistency_min_parallax)[0]
                for i, T in zip(layout.sources, T_s_t)]
         res.add("consistency_3d", torch.stack(c3d).mean(), lc.lambda_3d)
         if lc.consistency_scale_lock:
