@@ -222,6 +222,52 @@ def test_sampler_deterministic_sharded_and_resumable():
     assert order(0, 1, 2, start=3) == order(0, 1, 2)[6:]   # mid-epoch resume skips batches
 
 
+def test_sampler_draw_seeds_follow_the_data_order_only():
+    def items(start=0, epoch=2, rank=0, world=1):
+        s = ShardedEpochSampler(23, 2, seed=3, rank=rank, world_size=world, draw_seeds=True)
+        s.set_epoch(epoch, start)
+        return list(s)
+
+    full = items()
+    plain = ShardedEpochSampler(23, 2, seed=3)
+    plain.set_epoch(2)
+    assert [i for i, _ in full] == list(plain)
+    assert items(start=3) == full[6:]                          # resume repeats the draws
+    assert len({d for _, d in full}) == len(full)              # a seed per position
+    assert [d for _, d in items(epoch=3)] != [d for _, d in full]
+    assert not {d for _, d in items(rank=0, world=2)} & {d for _, d in items(rank=1, world=2)}
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_augmented_batches_repeat_after_resume_with_workers(workers):
+    """Augmentation (flip, colour jitter) drew from a DataLoader worker's random stream,
+    which restarts when a resumed run starts new workers: a run resumed at step 250 saw
+    other flips and colours than the original from its first step on. Draws now follow the
+    data order, with or without workers."""
+    from dasp_core.data.torch_dataset import ClipTorchDataset
+    from dasp_core.train.distributed import DistInfo
+    from dasp_core.train.loader import EpochLoader
+
+    def loader():
+        ds = ClipTorchDataset(FakeClips(12, "day", 1), train=True,
+                              augment={"flip_prob": 0.5, "jitter_prob": 1.0})
+        return EpochLoader(ds, 2, seed=5, dist=DistInfo(0, 1, 0, None), num_workers=workers)
+
+    first = loader()
+    ref = [next(first) for _ in range(8)]                      # crosses an epoch (6 batches)
+    resumed = loader()
+    resumed.load_state_dict({"epoch": 0, "batch": 3})
+    again = [next(resumed) for _ in range(5)]
+    for a, b in zip(ref[3:], again):
+        assert torch.equal(a["index"], b["index"])
+        assert torch.equal(a["frames_aug"], b["frames_aug"]) and torch.equal(a["frames"],
+                                                                             b["frames"])
+    # the draws are real: jitter changes the network input
+    assert not torch.equal(ref[0]["frames_aug"], ref[0]["frames"])
+    fresh = loader()
+    assert all(torch.equal(a["frames_aug"], next(fresh)["frames_aug"]) for a in ref)
+
+
 def test_frame_layout():
     lay = FrameLayout((0, -1, 1))
     assert lay.target == 0 and lay.sources == (1, 2) and lay.source_offsets == (-1, 1)

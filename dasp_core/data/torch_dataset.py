@@ -53,8 +53,13 @@ class ClipTorchDataset(Dataset):
 
     Items are dicts of tensors (see :func:`~dasp_core.data.sample.clip_to_tensors`) plus
     ``frames_aug`` float32 ``[T, 3, H, W]``, ``index`` int64 (the index actually read) and
-    ``n_skipped`` int64.
+    ``n_skipped`` int64. An item may be asked for as ``(index, draw_seed)`` (a sampler with
+    ``draw_seeds``): the augmentation then draws from ``draw_seed`` alone, so the same
+    request gives the same item in any process, and a resumed run repeats its draws.
     """
+
+    #: tells :class:`~dasp_core.train.loader.EpochLoader` it may pass ``(index, draw_seed)``
+    accepts_draw_seed = True
 
     def __init__(self, source: Any, size_hw: Optional[Tuple[int, int]] = None,
                  resize_mode: str = "center_crop", train: bool = False,
@@ -112,15 +117,19 @@ class ClipTorchDataset(Dataset):
         raise DatasetError(f"{self.max_failures} bad samples in a row while reading item {index} "
                            f"({self.stats.count} bad so far); last: {last}")
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def __getitem__(self, index: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
+        draw_seed: Optional[int] = None
+        if isinstance(index, tuple):
+            index, draw_seed = index
         clip, used, skipped = self._read(index)
         if self.size_hw is not None:
             clip = fit_clip(clip, self.size_hw, self.resize_mode)
         frames_aug = clip.frames
         if self.augment is not None:
-            # torch's generator is seeded per worker by the DataLoader, so draws differ across
-            # workers and epochs but follow torch.manual_seed.
-            rng = np.random.default_rng(int(torch.randint(0, 2 ** 31 - 1, (1,)).item()))
+            # without a draw seed: torch's generator, seeded per worker by the DataLoader, so
+            # draws differ across workers and epochs but follow torch.manual_seed
+            rng = np.random.default_rng(draw_seed if draw_seed is not None else
+                                        int(torch.randint(0, 2 ** 31 - 1, (1,)).item()))
             clip, frames_aug = augment_clip(clip, rng, self.augment)
         out = clip_to_tensors(clip)
         out["frames_aug"] = (out["frames"].clone() if frames_aug is clip.frames else

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Iterator, List, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -162,10 +163,15 @@ class ShardedEpochSampler(torch.utils.data.Sampler):
         rank, world_size: shard.
         shuffle: permute (training) or keep order (validation).
         drop_last: truncate to whole batches (training).
+        draw_seeds: yield ``(index, draw_seed)`` instead of ``index``: ``draw_seed`` is a
+            function of (seed, epoch, rank, position in the epoch) only, for a dataset's
+            random augmentation. A DataLoader worker's own random stream restarts when a
+            resumed run starts new workers, so draws taken from it would not repeat.
     """
 
     def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, shuffle: bool = True, drop_last: bool = True) -> None:
+                 world_size: int = 1, shuffle: bool = True, drop_last: bool = True,
+                 draw_seeds: bool = False) -> None:
         self.n = int(n)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
@@ -173,6 +179,7 @@ class ShardedEpochSampler(torch.utils.data.Sampler):
         self.world_size = int(world_size)
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.draw_seeds = draw_seeds
         self.epoch = 0
         self.start_batch = 0
 
@@ -200,8 +207,14 @@ class ShardedEpochSampler(torch.utils.data.Sampler):
         mine = order[self.rank::self.world_size]
         return mine[self.start_batch * self.batch_size:]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._indices())
+    def __iter__(self) -> Iterator[Any]:
+        indices = self._indices()
+        if not self.draw_seeds:
+            return iter(indices)
+        first = self.start_batch * self.batch_size
+        seeds = [int(np.random.SeedSequence([self.seed, self.epoch, self.rank, first + k])
+                     .generate_state(1)[0]) for k in range(len(indices))]
+        return iter(list(zip(indices, seeds)))
 
     def __len__(self) -> int:
         return len(self._indices())

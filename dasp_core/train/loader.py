@@ -42,8 +42,11 @@ class EpochLoader:
         self.name = name
         self.seed = seed
         n = len(dataset)
-        self.sampler = ddp.ShardedEpochSampler(n, batch_size, seed, dist.rank, dist.world_size,
-                                               shuffle=True, drop_last=True)
+        # per-item draw seeds where the dataset takes them: augmentation then follows the
+        # data order, not a worker's random stream, and --resume repeats it exactly
+        self.sampler = ddp.ShardedEpochSampler(
+            n, batch_size, seed, dist.rank, dist.world_size, shuffle=True, drop_last=True,
+            draw_seeds=bool(getattr(dataset, "accepts_draw_seed", False)))
         if self.sampler.batches_per_epoch() < 1:
             raise DatasetError(f"{name}: {n} clips are fewer than one batch of {batch_size} per "
                                f"process x {dist.world_size} processes; lower data.batch_size "

@@ -1,8 +1,10 @@
 """Random-number state of a training process: seeding, and the snapshot a checkpoint keeps.
 
 A resumed run restores python's, numpy's and torch's generators (CUDA's too when present),
-so it draws the same augmentation, automask noise and image-pool choices it would have drawn
-without the interruption.
+so it draws the same automask noise and image-pool choices it would have drawn without the
+interruption. Augmentation in DataLoader workers cannot use these (a worker's stream restarts
+with the worker): its draws follow the data order instead
+(:class:`~dasp_core.train.distributed.ShardedEpochSampler` ``draw_seeds``).
 """
 
 from __future__ import annotations
