@@ -139,7 +139,9 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     at infinite depth (same rotation, no translation) is below it. Such points (sky, far
     points near the direction of travel) land within a pixel of the same place whatever
     their depth, so their 3D error only compares two networks' guesses; at night it pulled
-    the sky in (``scripts/diag_3d_regions.py``).
+    the sky in (``scripts/diag_3d_regions.py``). The test uses the predicted ``depth_a``, so
+    a point can leave the loss by being predicted farther, and at a high weight a model did
+    (docs/training_recipe.md): not recommended for training.
 
     Args:
         depth_a, depth_b: ``[B, 1, H, W]`` z-depths in metres of views a and b.

@@ -211,7 +211,9 @@ class LossConfig:
                                         "sources are fixed references)", mark="ours")
     consistency_min_parallax: float = opt(0.0, "3D loss leaves out points that move less "
                                           "than this many pixels between their depth and "
-                                          "infinity (sky, far points ahead); 0: none",
+                                          "infinity (sky, far points ahead); 0: none. "
+                                          "Not recommended: judged on the predicted depth, "
+                                          "a point can leave by being predicted farther",
                                           mark="ours", lo=0.0)
     consistency_mask: str = opt("occlusion", "3D loss mask: occlusion (drop points more than "
                                 "20 % behind the other view's surface) | symmetric (also "
