@@ -25,9 +25,7 @@ frames of the batch at full resolution, the depths the 3D loss sees (the trainer
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, List
 
@@ -37,10 +35,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dasp_core.train.config import load_config  # noqa: E402
 from dasp_core.train.loader import to_device  # noqa: E402
 from dasp_core.train.stages import compute_generator_step  # noqa: E402
-from dasp_core.train.trainer import Trainer  # noqa: E402
+from diag_common import diag_arguments, night_trainer  # noqa: E402
 
 
 def flat_grad(out: torch.Tensor, params: List[torch.Tensor]) -> torch.Tensor:
@@ -51,22 +48,9 @@ def flat_grad(out: torch.Tensor, params: List[torch.Tensor]) -> torch.Tensor:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", required=True, help="depth checkpoint (day or night)")
-    p.add_argument("--config", default=str(ROOT / "config/train_synthetic_small.yaml"))
-    p.add_argument("--batches", type=int, default=8)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("overrides", nargs="*", help="config overrides (key=value), e.g. "
-                   "loss.lambda_3d=0.2 loss.consistency_normaliser=spread")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, [
-        "train.stage=night", f"train.day_checkpoint={args.checkpoint}", "loss.adversarial=none",
-        "loss.use_3d=true", "train.device=cpu", f"train.threads={args.threads}",
-        "data.num_workers=0"] + list(args.overrides) + [
-        "loss.consistency_scale_lock=true"])  # makes the step report μ; no optimiser here
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, tmp)
+    args = diag_arguments(__doc__, batches=8).parse_args()
+    # the scale lock makes the step report μ; no optimiser runs here
+    cfg, trainer = night_trainer(args, ["loss.consistency_scale_lock=true"])
     net = trainer.depth.train()
     params = [q for q in net.parameters() if q.requires_grad]
     rows: Dict[str, Dict[str, List[float]]] = {}

@@ -25,9 +25,7 @@ Per term (weighted as in training) and region it prints, over the target frames:
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 from typing import Dict, List
 
@@ -38,12 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dasp_core.geometry import disp_to_depth  # noqa: E402
-from dasp_core.losses import consistency_3d_loss  # noqa: E402
-from dasp_core.train.config import load_config  # noqa: E402
 from dasp_core.train.loader import to_device  # noqa: E402
-from dasp_core.train.stages import (predict_poses, run_depth,  # noqa: E402
-                                    self_supervised_terms)
-from dasp_core.train.trainer import Trainer  # noqa: E402
+from dasp_core.train.stages import (consistency_3d_per_source, predict_poses,  # noqa: E402
+                                    run_depth, self_supervised_terms)
+from diag_common import diag_arguments, night_trainer  # noqa: E402
 
 REGIONS = ("near", "middle", "far", "sky")
 
@@ -56,20 +52,8 @@ def region_masks(gt: torch.Tensor) -> Dict[str, torch.Tensor]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoint", required=True, help="depth checkpoint (day or night)")
-    p.add_argument("--config", default=str(ROOT / "config/train_synthetic_small.yaml"))
-    p.add_argument("--batches", type=int, default=6)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("overrides", nargs="*", help="config overrides (key=value)")
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg = load_config(args.config, [
-        "train.stage=night", f"train.day_checkpoint={args.checkpoint}", "loss.adversarial=none",
-        "loss.use_3d=true", "train.device=cpu", f"train.threads={args.threads}",
-        "data.num_workers=0"] + list(args.overrides))
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, tmp)
+    args = diag_arguments(__doc__, batches=6).parse_args()
+    cfg, trainer = night_trainer(args)
     net = trainer.depth.train()
     layout, lc, dc = trainer.layout, cfg.loss, cfg.model.depth
     span = 1.0 / dc.min_depth - 1.0 / dc.max_depth  # d(1/D)/d(disp)
@@ -92,14 +76,7 @@ def main() -> int:
         photo, _, _ = self_supervised_terms([d[:, layout.target] for d in leaves], scales, target,
                                             [frames[:, i] for i in layout.sources], T_s_t, K, cfg)
         _, depth_all = disp_to_depth(leaves[0], dc.min_depth, dc.max_depth)
-        c3d, masks = [], []
-        for i, T in zip(layout.sources, T_s_t):
-            loss, m = consistency_3d_loss(depth_all[:, layout.target], depth_all[:, i], T, K,
-                                          metric_pose=cfg.pose.source == "odometry",
-                                          normaliser=lc.consistency_normaliser,
-                                          mask_mode=lc.consistency_mask)
-            c3d.append(loss)
-            masks.append(m)
+        c3d, masks = consistency_3d_per_source(depth_all, T_s_t, K, cfg, layout)
         terms = {"photometric": photo, "consistency_3d": lc.lambda_3d * torch.stack(c3d).mean()}
         for i, loss in zip(layout.sources, c3d):  # each source's share
             terms[f"3D, source {layout.offsets[i]:+d}"] = lc.lambda_3d * loss / len(c3d)

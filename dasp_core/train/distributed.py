@@ -214,7 +214,7 @@ class ShardedEpochSampler(torch.utils.data.Sampler):
         first = self.start_batch * self.batch_size
         seeds = [int(np.random.SeedSequence([self.seed, self.epoch, self.rank, first + k])
                      .generate_state(1)[0]) for k in range(len(indices))]
-        return iter(list(zip(indices, seeds)))
+        return iter(zip(indices, seeds))
 
     def __len__(self) -> int:
         return len(self._indices())

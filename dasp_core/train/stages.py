@@ -310,6 +310,33 @@ def _scale_index(scales: Sequence[int], s: int) -> int:
 
 # ============================================================================ generator step
 
+def consistency_3d_per_source(depth_all: torch.Tensor, T_s_t: Sequence[torch.Tensor],
+                              K: torch.Tensor, cfg: TrainingConfig, layout: FrameLayout
+                              ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """The 3D consistency loss of the target against each source, in the form ``loss.*``
+    configures (unweighted; the night step averages them).
+
+    Args:
+        depth_all: ``[B, T, 1, H, W]`` depths (metres) of every frame of the clips.
+        T_s_t: per source (clip order), ``[B, 4, 4]`` target→source transforms.
+        K: ``[B, 3, 3]`` pixel intrinsics at H x W.
+    Returns:
+        ``(losses, masks)``: per source, the scalar loss and the ``[B, 1, H, W]`` bool mask
+        of its target→source direction.
+    """
+    lc = cfg.loss
+    losses, masks = [], []
+    for i, T in zip(layout.sources, T_s_t):
+        loss, mask = consistency_3d_loss(
+            depth_all[:, layout.target], depth_all[:, i], T, K,
+            metric_pose=cfg.pose.source == "odometry", source_grad=lc.consistency_source_grad,
+            normaliser=lc.consistency_normaliser, mask_mode=lc.consistency_mask,
+            min_parallax=lc.consistency_min_parallax)
+        losses.append(loss)
+        masks.append(mask)
+    return losses, masks
+
+
 def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg: TrainingConfig,
                            layout: FrameLayout, amp: Callable[[], ContextManager] = NO_AMP,
                            want_visuals: bool = False) -> StepResult:
@@ -357,13 +384,7 @@ def compute_generator_step(nets: StageNets, batch: Dict[str, torch.Tensor], cfg:
     if use_3d:
         dc = cfg.model.depth
         _, depth_all = disp_to_depth(disps_all[0], dc.min_depth, dc.max_depth)
-        metric = cfg.pose.source == "odometry"
-        c3d = [consistency_3d_loss(depth_all[:, layout.target], depth_all[:, i], T, K,
-                                   metric_pose=metric, source_grad=lc.consistency_source_grad,
-                                   normaliser=lc.consistency_normaliser,
-                                   mask_mode=lc.consistency_mask,
-                                   min_parallax=lc.consistency_min_parallax)[0]
-               for i, T in zip(layout.sources, T_s_t)]
+        c3d, _ = consistency_3d_per_source(depth_all, T_s_t, K, cfg, layout)
         res.add("consistency_3d", torch.stack(c3d).mean(), lc.lambda_3d)
         if lc.consistency_scale_lock:
             res.scale_probe = depth_all.clamp(min=dc.min_depth).log().mean()
