@@ -131,17 +131,17 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
     network's depth edge is blurred or misplaced (a foreground point lands on background) and
     on moving objects. The one-sided occlusion test keeps exactly those pairs, with the
     largest errors, and their gradient pulls the background forward and pushes the foreground
-    back — towards depth maps without edges (``scripts/diag_3d_regions.py``). Symmetric
-    leaves the loss to refine surfaces the two frames already roughly agree on.
+    back — towards depth maps without edges. Symmetric leaves the loss to refine surfaces the
+    two frames already roughly agree on (with fixed sources it helped at night:
+    docs/training_recipe.md).
 
     ``min_parallax`` (pixels, ours) leaves out points whose depth the motion does not show:
     the distance between where a point projects in b at its depth and where it would project
     at infinite depth (same rotation, no translation) is below it. Such points (sky, far
     points near the direction of travel) land within a pixel of the same place whatever
-    their depth, so their 3D error only compares two networks' guesses; at night it pulled
-    the sky in (``scripts/diag_3d_regions.py``). The test uses the predicted ``depth_a``, so
-    a point can leave the loss by being predicted farther, and at a high weight a model did
-    (docs/training_recipe.md): not recommended for training.
+    their depth, so their 3D error only compares two networks' guesses. The test uses the
+    predicted ``depth_a``, so a point can leave the loss by being predicted farther, and at a
+    high weight a model did (docs/training_recipe.md): not recommended for training.
 
     Args:
         depth_a, depth_b: ``[B, 1, H, W]`` z-depths in metres of views a and b.
@@ -285,9 +285,8 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
         source_grad: ``False`` detaches ``depth_s``: the source's depth is a fixed reference
             and only ``D_t`` (and the pose) learn from the loss (ours). A frame then learns
             from the loss only as a target, from the sum of the pulls of its previous and
-            next frame, which largely cancel (on a night model, near range: −0.30 and +0.30,
-            sum −0.002; ``scripts/diag_3d_regions.py``); as a source it would get one of
-            them alone.
+            next frame, which are opposite (on a night model, near range: −0.16 and +0.11;
+            ``scripts/diag_3d_regions.py``); as a source it would get one of them alone.
     Returns:
         ``(loss, mask)``: scalar mean depth-normalised L1 (0 if no pixel is valid) and the
         ``[B, 1, H, W]`` bool mask of the target→source direction.
