@@ -11,6 +11,7 @@ from dasp_core.errors import ConfigError
 from dasp_core.losses import (ImagePool, consistency_3d_error, consistency_3d_loss,
                               discriminator_loss, edge_aware_smoothness, generator_loss,
                               min_reprojection_loss, photometric_error, ssim)
+from dasp_core.losses.consistency3d import MASKS, NORMALISERS
 from dasp_core.losses.photometric import SSIM_C1
 
 D = torch.float64
@@ -486,6 +487,32 @@ def test_consistency_source_grad_off_leaves_the_target_gradient(room, normaliser
     assert on[1].abs().sum() > 0
     torch.testing.assert_close(off[1], on[1], rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(off[3], on[3], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("normaliser", NORMALISERS)
+@pytest.mark.parametrize("mask_mode", MASKS)
+def test_consistency_loss_pools_the_two_public_directions(room, normaliser, mask_mode):
+    """The loss is the pooled mean of consistency_3d_error target->source and source->target
+    (the loss shares one normaliser carrier between them): same value, same gradients."""
+    _, depth_t, _, depth_s = room
+    noisy_s = depth_s * (1.0 + 0.05 * torch.sin(torch.arange(W, dtype=D) / 3.0))
+    grads = []
+    for pooled_by_hand in (False, True):
+        dt = depth_t.clone().requires_grad_(True)
+        ds = noisy_s.clone().requires_grad_(True)
+        T = T_S_T.clone().requires_grad_(True)
+        opts = dict(normaliser=normaliser, mask_mode=mask_mode, min_parallax=0.5)
+        if pooled_by_hand:
+            e1, m1 = consistency_3d_error(dt, ds, T, K, **opts)
+            e2, m2 = consistency_3d_error(ds, dt, g.invert_pose(T), K, **opts)
+            loss = (e1.sum() + e2.sum()) / (m1.sum() + m2.sum())
+        else:
+            loss, m1 = consistency_3d_loss(dt, ds, T, K, **opts)
+        assert 0.3 < m1.float().mean() < 1.0
+        grads.append((loss.detach(),) + torch.autograd.grad(loss, (dt, ds, T)))
+    for a, b in zip(*grads):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
 
 
 def test_consistency_rejects_unknown_normaliser(room):

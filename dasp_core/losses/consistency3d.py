@@ -161,17 +161,46 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
         are valid.
     """
     K, T_b_a = _check_inputs(depth_a, depth_b, T_b_a, K)
+    _check_options(normaliser, mask_mode, occlusion_tolerance, min_parallax)
+    return _one_way_error(depth_a, depth_b, T_b_a, K, _check_mask("valid_a", valid_a, depth_a),
+                          _check_mask("valid_b", valid_b, depth_b), occlusion_tolerance,
+                          min_depth, _normaliser_scale(depth_a, depth_b, normaliser, min_depth),
+                          mask_mode, min_parallax)
+
+
+def _check_options(normaliser: str, mask_mode: str, occlusion_tolerance: Optional[float],
+                   min_parallax: float) -> None:
     if normaliser not in NORMALISERS:
         raise ValueError(f"normaliser must be one of {NORMALISERS}, got {normaliser!r}")
     if mask_mode not in MASKS:
         raise ValueError(f"mask_mode must be one of {MASKS}, got {mask_mode!r}")
     if mask_mode == "symmetric" and occlusion_tolerance is None:
         raise ValueError("mask_mode='symmetric' needs an occlusion_tolerance")
-    valid_a = _check_mask("valid_a", valid_a, depth_a)
-    valid_b = _check_mask("valid_b", valid_b, depth_b)
     if occlusion_tolerance is not None:
         check_range("occlusion_tolerance", occlusion_tolerance, 0.0, None)
     check_range("min_parallax", min_parallax, 0.0, None)
+
+
+def _normaliser_scale(depth_a: torch.Tensor, depth_b: torch.Tensor, normaliser: str,
+                      min_depth: float) -> Optional[torch.Tensor]:
+    """``[B]`` the per-sample quantity (metres) through which the ``scene`` / ``spread``
+    normaliser passes its gradient, or ``None`` for ``pixel``. Symmetric in a and b, so the
+    two directions of :func:`consistency_3d_loss` share one."""
+    if normaliser == "scene":
+        return _pair_mean_depth(depth_a, depth_b)
+    if normaliser == "spread":
+        mu, sd = _pair_log_depth_stats(depth_a, depth_b, min_depth)
+        return mu.exp() * sd
+    return None
+
+
+def _one_way_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: torch.Tensor,
+                   K: torch.Tensor, valid_a: Optional[torch.Tensor],
+                   valid_b: Optional[torch.Tensor], occlusion_tolerance: Optional[float],
+                   min_depth: float, g: Optional[torch.Tensor], mask_mode: str,
+                   min_parallax: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`consistency_3d_error` on checked inputs, with the normaliser's ``[B]`` gradient
+    carrier ``g`` from :func:`_normaliser_scale` (``None``: per-pixel normaliser)."""
     H, W = depth_a.shape[-2:]
 
     pts_a = backproject(depth_a, K)
@@ -204,12 +233,7 @@ def consistency_3d_error(depth_a: torch.Tensor, depth_b: torch.Tensor, T_b_a: to
             mask &= sampled > 0.5
 
     norm = (z_ab + z_b).clamp(min=2.0 * min_depth)
-    if normaliser != "pixel":  # same value; the gradient goes through one per-sample g
-        if normaliser == "scene":
-            g = _pair_mean_depth(depth_a, depth_b)
-        else:
-            mu, sd = _pair_log_depth_stats(depth_a, depth_b, min_depth)
-            g = mu.exp() * sd
+    if g is not None:  # same value; the gradient goes through one per-sample g
         g = g[:, None, None, None]
         norm = norm.detach() * (g / g.detach())
     error = (pts_ab - pts_b).abs().sum(dim=1, keepdim=True) / norm
@@ -296,12 +320,14 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
         depth_s = depth_s.detach()
     if metric_pose:
         T_s_t = _translation_follows_depth(T_s_t, depth_t, depth_s)
-    err_ts, mask_ts = consistency_3d_error(depth_t, depth_s, T_s_t, K, valid_t, valid_s,
-                                           occlusion_tolerance, min_depth, normaliser,
-                                           mask_mode, min_parallax)
-    err_st, mask_st = consistency_3d_error(depth_s, depth_t, invert_pose(T_s_t), K, valid_s,
-                                           valid_t, occlusion_tolerance, min_depth, normaliser,
-                                           mask_mode, min_parallax)
+    _check_options(normaliser, mask_mode, occlusion_tolerance, min_parallax)
+    valid_t = _check_mask("valid_t", valid_t, depth_t)
+    valid_s = _check_mask("valid_s", valid_s, depth_s)
+    g = _normaliser_scale(depth_t, depth_s, normaliser, min_depth)
+    err_ts, mask_ts = _one_way_error(depth_t, depth_s, T_s_t, K, valid_t, valid_s,
+                                     occlusion_tolerance, min_depth, g, mask_mode, min_parallax)
+    err_st, mask_st = _one_way_error(depth_s, depth_t, invert_pose(T_s_t), K, valid_s, valid_t,
+                                     occlusion_tolerance, min_depth, g, mask_mode, min_parallax)
     count = (mask_ts.sum() + mask_st.sum()).clamp(min=1).to(err_ts.dtype)
     loss = (err_ts.sum() + err_st.sum()) / count
     return loss, mask_ts
