@@ -8,6 +8,8 @@
 * :mod:`dasp_core.eval.evaluate`: ``evaluate(estimator, dataset, protocol, ...) -> EvalResult``
   and the synthetic test seeds reserved for evaluation (``SYNTHETIC_TEST_SEEDS``).
 * :mod:`dasp_core.eval.report`: JSON, Markdown tables, plots, sample strips.
+* :mod:`dasp_core.eval.paired`: ``paired_difference`` of two evaluations of the same images,
+  with a bootstrap interval over drives (``scripts/compare_evals.py``).
 * :mod:`dasp_core.eval.cli`: the ``dasp eval`` command.
 
 Nothing here imports torch; the estimator passed in decides the backend.
