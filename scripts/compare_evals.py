@@ -11,7 +11,6 @@ worse for the δ accuracies ``a1``-``a3``). Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -20,15 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dasp_core.eval.paired import paired_difference  # noqa: E402
+from dasp_core.eval.report import load_result  # noqa: E402
 
 
 def _per_image(path: Path) -> List[Dict[str, Any]]:
-    data = json.loads(path.read_text())
-    if "results" in data:   # a multi-model eval.json: take the first model
-        data = data["results"][0]
-    if not data.get("per_image"):
+    result = load_result(path)[0]   # a file with several models: the first
+    if not result.per_image:
         raise SystemExit(f"{path}: no per_image scores (evaluate with `dasp eval`)")
-    return data["per_image"]
+    return result.per_image
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dasp_core.eval import EvalResult, ScoreSet, get_protocol
 from dasp_core.eval.paired import paired_difference
+from dasp_core.eval.report import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,9 +89,11 @@ def test_compare_evals_script_prints_the_table(tmp_path, capsys):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     b = np.linspace(0.1, 0.3, 16)
-    (tmp_path / "a.json").write_text(
-        json.dumps({"results": [{"per_image": _per_image(b - 0.01)}]}))
-    (tmp_path / "b.json").write_text(json.dumps({"per_image": _per_image(b)}))
+    for name, values in (("a", b - 0.01), ("b", b)):   # the files `dasp eval` writes
+        result = EvalResult(protocol=get_protocol("synthetic"), label=name, primary="median",
+                            scores={"median": ScoreSet(True, {"abs_rel": float(values.mean())})},
+                            n_images=len(values), per_image=_per_image(values))
+        write_json(result, tmp_path / f"{name}.json")
     assert mod.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"),
                      "--metrics", "abs_rel", "--modes", "median", "--n-boot", "200"]) == 0
     out = capsys.readouterr().out

@@ -316,13 +316,13 @@ def consistency_3d_loss(depth_t: torch.Tensor, depth_s: torch.Tensor, T_s_t: tor
         ``[B, 1, H, W]`` bool mask of the target→source direction.
     """
     K, T_s_t = _check_inputs(depth_t, depth_s, T_s_t, K)
+    _check_options(normaliser, mask_mode, occlusion_tolerance, min_parallax)
+    valid_t = _check_mask("valid_t", valid_t, depth_t)
+    valid_s = _check_mask("valid_s", valid_s, depth_s)
     if not source_grad:
         depth_s = depth_s.detach()
     if metric_pose:
         T_s_t = _translation_follows_depth(T_s_t, depth_t, depth_s)
-    _check_options(normaliser, mask_mode, occlusion_tolerance, min_parallax)
-    valid_t = _check_mask("valid_t", valid_t, depth_t)
-    valid_s = _check_mask("valid_s", valid_s, depth_s)
     g = _normaliser_scale(depth_t, depth_s, normaliser, min_depth)
     err_ts, mask_ts = _one_way_error(depth_t, depth_s, T_s_t, K, valid_t, valid_s,
                                      occlusion_tolerance, min_depth, g, mask_mode, min_parallax)
