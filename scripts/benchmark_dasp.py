@@ -15,6 +15,7 @@ seeds (10 000+) that training never renders. Variants:
     (d) dasp_ref        ``dasp_spread`` with the sources' depths as fixed references and
                         the symmetric mask (docs/training_recipe.md, eleventh session)
     (e) no_stlm / no_aslm / no_3d   DASP ablations
+    (e) ref_no_stlm / ref_no_aslm   ablations of ``dasp_ref`` (its 3D form kept)
     supervised  diagnostic ceiling: the same network and budget trained on the night clips'
                 ground-truth depth (``train.supervision=depth``); never shipped, never DASP
 
@@ -67,6 +68,13 @@ NIGHT_VARIANTS: Dict[str, List[str]] = {
                   "loss.consistency_normaliser=spread", "loss.consistency_scale_lock=true"],
     "dasp_ref": ["loss.adversarial=dasp", "loss.use_3d=true", "loss.consistency_normaliser=spread",
                  "loss.consistency_source_grad=false", "loss.consistency_mask=symmetric"],
+    # ablations of dasp_ref (its 3D form kept; no_3d is shared: without the loss its form is moot)
+    "ref_no_stlm": ["loss.adversarial=dasp", "loss.use_3d=true",
+                    "loss.consistency_normaliser=spread", "loss.consistency_source_grad=false",
+                    "loss.consistency_mask=symmetric", "model.discriminator.use_stlm=false"],
+    "ref_no_aslm": ["loss.adversarial=dasp", "loss.use_3d=true",
+                    "loss.consistency_normaliser=spread", "loss.consistency_source_grad=false",
+                    "loss.consistency_mask=symmetric", "model.discriminator.use_aslm=false"],
     "no_stlm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_stlm=false"],
     "no_aslm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_aslm=false"],
     "no_3d": ["loss.adversarial=dasp", "loss.use_3d=false"],
@@ -81,6 +89,8 @@ LABELS = {"day_only": "(a) day-only model",
           "dasp_spread": "(d) DASP (full), 3D loss spread form",
           "dasp_lock": "(d) DASP (full), 3D loss spread form + scale lock",
           "dasp_ref": "(d) DASP (full), 3D loss spread form, fixed sources, symmetric mask",
+          "ref_no_stlm": "(e) DASP (3D ref form) w/o STLM",
+          "ref_no_aslm": "(e) DASP (3D ref form) w/o ASLM",
           "no_stlm": "(e) DASP w/o STLM", "no_aslm": "(e) DASP w/o ASLM",
           "no_3d": "(e) DASP w/o 3D loss",
           "supervised": "ceiling: same network supervised with night GT depth (diagnostic)"}
