@@ -281,3 +281,65 @@ def test_night_runs_go_seed_by_seed(bench, tmp_path, monkeypatch):
     night = [(r.parent.name, r.name) for r in runs if r.name != "day"]
     assert night == [("seed0", "no_stlm"), ("seed0", "no_aslm"),
                      ("seed1", "no_stlm"), ("seed1", "no_aslm")]
+
+
+def _write_eval(path: Path, values) -> None:
+    """The night eval.json ``dasp eval`` writes, with per-image scores (4 frames per drive)."""
+    import numpy as np
+
+    from dasp_core.eval import EvalResult, ScoreSet, get_protocol
+    from dasp_core.eval.report import write_json
+
+    per = []
+    for i, v in enumerate(values):
+        score = {"abs_rel": float(v), "rmse": 10.0 * float(v)}
+        per.append({"index": i, "source": f"synthetic:drive{i // 4}/{i:06d}",
+                    "scores": {"median": score, "metric": dict(score)}})
+    result = EvalResult(protocol=get_protocol("synthetic"), label=path.parent.parent.name,
+                        primary="median",
+                        scores={"median": ScoreSet(True, {"abs_rel": float(np.mean(values))})},
+                        n_images=len(values), per_image=per)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(result, path)
+
+
+def test_full_variant_picks_its_own_ablations_and_pairs_them_per_drive(bench, tmp_path):
+    import numpy as np
+
+    base = np.linspace(0.15, 0.30, 16)
+    noise = np.tile([0.02, -0.02, 0.0, 0.0], 4)       # per-image, sums to 0 within each drive
+    evals = {"dasp_ref": base, "ref_no_stlm": base + 0.01,    # worse on every drive
+             "ref_no_aslm": base + noise,                      # a tie
+             "no_3d": base - 0.005, "night_selfsup": base}     # better
+    out = tmp_path / "runs"
+    for v, vals in evals.items():
+        _write_eval(out / "seed0" / v / "eval_night" / "eval.json", vals)
+    results = {v: {0: _scores(float(np.mean(vals)))} for v, vals in evals.items()}
+    results["no_stlm"] = {0: _scores(0.9)}            # the pixel-form family: not compared
+    path = tmp_path / "bench.md"
+    bench.write_report(_args(seeds=[0], full="dasp_ref"), results, {}, 1.0, path, [], out=out)
+    text = path.read_text()
+    assert "DASP (dasp_ref) night AbsRel / night-only AbsRel = 1.000" in text
+    assert ("(e) DASP (3D ref form) w/o STLM: AbsRel 0.235 vs DASP (dasp_ref) 0.225 — worse "
+            "than DASP, as hoped (paired: worse beyond the interval on every seed).") in text
+    assert "(paired: within the interval or better on some seed)" in text   # ref_no_aslm
+    assert "- (e) DASP w/o STLM:" not in text
+    assert "| (e) DASP (3D ref form) w/o STLM | 0 | +0.010 [+0.010, +0.010] | " \
+           "+0.100 [+0.100, +0.100] | 4/4 |" in text
+    assert "| (e) DASP w/o 3D loss | 0 | -0.005 [-0.005, -0.005] | " \
+           "-0.050 [-0.050, -0.050] | 0/4 |" in text
+    rows = {v: (d_abs, d_rmse) for v, _, d_abs, d_rmse in
+            bench.paired_against(out, [0], "dasp_ref", ["ref_no_aslm", "ref_no_stlm"])}
+    d_abs = rows["ref_no_aslm"][0]                             # drive means tie exactly
+    assert max(abs(d_abs.mean), abs(d_abs.low), abs(d_abs.high)) < 1e-12
+    assert rows["ref_no_stlm"][1].mean == pytest.approx(0.1)  # metric RMSE, its own numbers
+    assert "- DASP (dasp_ref) night AbsRel 0.225 (target ≤ 0.20): NOT met." in text
+
+
+def test_without_eval_files_the_report_has_no_paired_section(bench, tmp_path):
+    results = {"dasp": {0: _scores(0.3)}, "no_3d": {0: _scores(0.35)}}
+    path = tmp_path / "bench.md"
+    bench.write_report(_args(seeds=[0]), results, {}, 1.0, path, [], out=tmp_path / "empty")
+    text = path.read_text()
+    assert "Paired against" not in text
+    assert "w/o 3D loss: AbsRel 0.350 vs DASP 0.300 — worse than DASP, as hoped." in text
