@@ -39,6 +39,12 @@ A benchmark too long for one sitting is filled in pieces: the same command restr
 ``--seeds``/``--variants`` and ``--skip-existing`` trains only the missing runs and merges what
 it scores into ``OUT/results.json`` cell by cell; ``--report-only`` over all seeds and variants
 then writes the whole table (``--preface``/``--notes`` add the hand-written parts).
+
+A difference between two variants of one seed is one training run against another. The report
+pairs each ablation (and night-only) with the variant ``--full`` names on the same test frames,
+with an interval over test drives; ``--night-seed K`` trains a second night run of each
+variant from the same day models (``seedS/nightseedK_VARIANT``), which the report pairs the
+same way, so a difference can be checked against the training seed too.
 """
 
 from __future__ import annotations
@@ -178,6 +184,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--shipped", default=None, choices=list(NIGHT_VARIANTS),
                    help="the variant the demo model is trained with, when it is not full "
                         "DASP: the report checks the targets for it too")
+    p.add_argument("--night-seed", type=int, default=None,
+                   help="experiment.seed of the night runs (default: the seed of their day "
+                        "model). Another value trains a second night run of each variant from "
+                        "the same day model, in seedS/nightseedK_VARIANT; the report pairs "
+                        "those with each other and keeps them out of the per-variant table")
     p.add_argument("--full", default="dasp", choices=list(ABLATIONS),
                    help="the variant the goals call full DASP; its ablations are compared "
                         "with it, also paired per test drive when the runs' eval.json are there")
@@ -203,7 +214,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     timings: Dict[str, float] = {}
     reused: Dict[str, float] = {}  # runs an earlier invocation trained (--skip-existing)
 
-    def train(name: str, seed: int, overrides: List[str], steps: int) -> Path:
+    def train(name: str, seed: int, overrides: List[str], steps: int,
+              run_seed: Optional[int] = None) -> Path:
         run_dir = out / f"seed{seed}" / name
         if args.skip_existing:
             try:
@@ -216,7 +228,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         # With --skip-existing an interrupted run (best.pt / last.pt, no final.pt) is continued,
         # never scored as if it had finished; without a last.pt --resume is a fresh start.
         cmd = dasp + ["train"] + (["--resume"] if args.skip_existing else []) + [
-            args.config, "--out", str(run_dir), f"experiment.seed={seed}",
+            args.config, "--out", str(run_dir),
+            f"experiment.seed={seed if run_seed is None else run_seed}",
             f"train.max_steps={steps}"] + common + overrides
         timings[f"{name}/seed{seed}"] = sh(cmd, run_dir / "benchmark.log", env)
         return find_checkpoint(run_dir)
@@ -265,9 +278,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return ckpt
 
     def night_job(seed: int, variant: str, day_ckpt: Path) -> None:
-        ckpt = train(variant, seed, ["train.stage=night", f"train.day_checkpoint={day_ckpt}"]
-                     + list(args.night_extra) + NIGHT_VARIANTS[variant], args.night_steps)
-        results.setdefault(variant, {})[seed] = evaluate(variant, seed, ckpt)
+        night_seed = seed if args.night_seed is None else args.night_seed
+        name = night_run_name(variant, seed, night_seed)
+        ckpt = train(name, seed, ["train.stage=night", f"train.day_checkpoint={day_ckpt}"]
+                     + list(args.night_extra) + NIGHT_VARIANTS[variant], args.night_steps,
+                     run_seed=night_seed)
+        results.setdefault(name, {})[seed] = evaluate(name, seed, ckpt)
         bar.update(1)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -285,6 +301,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     write_report(args, results, timings, wall, ROOT / args.report, argv, refs, reused, out)
     print((ROOT / args.report).read_text())
     return 0
+
+
+def night_run_name(variant: str, seed: int, night_seed: int) -> str:
+    """The run folder (and results.json key) of a night run: the variant's name when its
+    training seed is its day model's, else ``nightseedK_VARIANT``."""
+    return variant if night_seed == seed else f"nightseed{night_seed}_{variant}"
 
 
 def merge_results(path: Path, new: Dict[str, Any]) -> Dict[str, Any]:
@@ -384,7 +406,8 @@ def rebuild_report(args, argv) -> int:
     results = {v: {int(s): r for s, r in per_seed.items() if int(s) in args.seeds}
                for v, per_seed in saved["results"].items()}
     reused = {}
-    for v in ["day"] + list(args.variants):
+    second_nights = sorted({k for k in results if k.startswith("nightseed")})
+    for v in ["day"] + list(args.variants) + second_nights:
         for seed in args.seeds:
             run_dir = out / f"seed{seed}" / v
             try:
@@ -447,9 +470,13 @@ def goal_lines(results: Dict[str, Dict[int, Dict[str, float]]],
 def paired_against(out: Path, seeds: Sequence[int], full: str, others: Sequence[str]
                    ) -> List[Tuple[str, int, Any, Any]]:
     """Per seed, ``other − full`` on the same test frames for each of ``others`` whose night
-    evaluation and the full variant's are both in ``out``: (variant, seed, median-scaled
+    evaluation and the full variant's are both in ``out``: (variant, seed label, median-scaled
     AbsRel difference, metric RMSE difference), each a
-    :class:`~dasp_core.eval.paired.PairedDifference` with its interval over test drives."""
+    :class:`~dasp_core.eval.paired.PairedDifference` with its interval over test drives.
+    Second night runs from the same day model (``nightseedK_*``, ``--night-seed``) are paired
+    with each other, labelled ``"S, night seed K"``."""
+    import re
+
     from dasp_core.errors import ConfigError
     from dasp_core.eval.paired import paired_difference
     from dasp_core.eval.report import load_result
@@ -463,14 +490,19 @@ def paired_against(out: Path, seeds: Sequence[int], full: str, others: Sequence[
 
     rows = []
     for seed in seeds:
-        ref = per_image(full, seed)
-        if not ref:
-            continue
-        for other in others:
-            items = per_image(other, seed)
-            if items:
-                rows.append((other, seed, paired_difference(items, ref, "abs_rel", "median"),
-                             paired_difference(items, ref, "rmse", "metric")))
+        night_seeds = sorted(int(m.group(1)) for d in (out / f"seed{seed}").glob(f"nightseed*_{full}")
+                             if (m := re.fullmatch(rf"nightseed(\d+)_{full}", d.name)))
+        for night_seed in [seed] + [k for k in night_seeds if k != seed]:
+            ref = per_image(night_run_name(full, seed, night_seed), seed)
+            if not ref:
+                continue
+            label = str(seed) if night_seed == seed else f"{seed}, night seed {night_seed}"
+            for other in others:
+                items = per_image(night_run_name(other, seed, night_seed), seed)
+                if items:
+                    rows.append((other, label,
+                                 paired_difference(items, ref, "abs_rel", "median"),
+                                 paired_difference(items, ref, "rmse", "metric")))
     return rows
 
 
@@ -597,9 +629,8 @@ def write_report(args, results, timings, wall, path: Path, argv,
         if ab in means and full in means:
             worse = means[ab] > means[full]
             pairs = [d for other, _, d, _ in paired if other == ab]
-            clear = (" (paired: worse beyond the interval on every seed)"
-                     if pairs and all(d.low > 0 for d in pairs) else
-                     " (paired: within the interval or better on some seed)" if pairs else "")
+            clear = (f" (paired: worse beyond the interval in {sum(d.low > 0 for d in pairs)}"
+                     f"/{len(pairs)} runs)" if pairs else "")
             lines.append(f"- {LABELS[ab]}: AbsRel {means[ab]:.3f} vs {full_name} "
                          f"{means[full]:.3f} — "
                          f"{'worse than DASP, as hoped' if worse else 'NOT worse than DASP'}"
