@@ -60,7 +60,10 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from dasp_core.eval.paired import PairedDifference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -468,7 +471,7 @@ def goal_lines(results: Dict[str, Dict[int, Dict[str, float]]],
 
 
 def paired_against(out: Path, seeds: Sequence[int], full: str, others: Sequence[str]
-                   ) -> List[Tuple[str, int, Any, Any]]:
+                   ) -> List[Tuple[str, str, "PairedDifference", "PairedDifference"]]:
     """Per seed, ``other − full`` on the same test frames for each of ``others`` whose night
     evaluation and the full variant's are both in ``out``: (variant, seed label, median-scaled
     AbsRel difference, metric RMSE difference), each a
@@ -490,8 +493,9 @@ def paired_against(out: Path, seeds: Sequence[int], full: str, others: Sequence[
 
     rows = []
     for seed in seeds:
-        night_seeds = sorted(int(m.group(1)) for d in (out / f"seed{seed}").glob(f"nightseed*_{full}")
-                             if (m := re.fullmatch(rf"nightseed(\d+)_{full}", d.name)))
+        found = (re.fullmatch(rf"nightseed(\d+)_{full}", d.name)
+                 for d in (out / f"seed{seed}").glob(f"nightseed*_{full}"))
+        night_seeds = sorted(int(m.group(1)) for m in found if m)
         for night_seed in [seed] + [k for k in night_seeds if k != seed]:
             ref = per_image(night_run_name(full, seed, night_seed), seed)
             if not ref:
@@ -506,7 +510,7 @@ def paired_against(out: Path, seeds: Sequence[int], full: str, others: Sequence[
     return rows
 
 
-def _interval(d) -> str:
+def _interval(d: "PairedDifference") -> str:
     return f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
 
 
