@@ -67,25 +67,23 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]
 
+_DASP = ["loss.adversarial=dasp", "loss.use_3d=true"]
+_DASP_SPREAD = _DASP + ["loss.consistency_normaliser=spread"]
+# the 3D loss's repaired form: sources' depths as fixed references, symmetric mask
+_DASP_REF = _DASP_SPREAD + ["loss.consistency_source_grad=false",
+                            "loss.consistency_mask=symmetric"]
 NIGHT_VARIANTS: Dict[str, List[str]] = {
     "night_selfsup": ["loss.adversarial=none", "loss.use_3d=false"],
     "rnw": ["loss.adversarial=rnw", "loss.use_3d=false"],
-    "dasp": ["loss.adversarial=dasp", "loss.use_3d=true"],
-    "dasp_spread": ["loss.adversarial=dasp", "loss.use_3d=true",
-                    "loss.consistency_normaliser=spread"],
-    "dasp_lock": ["loss.adversarial=dasp", "loss.use_3d=true",
-                  "loss.consistency_normaliser=spread", "loss.consistency_scale_lock=true"],
-    "dasp_ref": ["loss.adversarial=dasp", "loss.use_3d=true", "loss.consistency_normaliser=spread",
-                 "loss.consistency_source_grad=false", "loss.consistency_mask=symmetric"],
+    "dasp": _DASP,
+    "dasp_spread": _DASP_SPREAD,
+    "dasp_lock": _DASP_SPREAD + ["loss.consistency_scale_lock=true"],
+    "dasp_ref": _DASP_REF,
     # ablations of dasp_ref (its 3D form kept; no_3d is shared: without the loss its form is moot)
-    "ref_no_stlm": ["loss.adversarial=dasp", "loss.use_3d=true",
-                    "loss.consistency_normaliser=spread", "loss.consistency_source_grad=false",
-                    "loss.consistency_mask=symmetric", "model.discriminator.use_stlm=false"],
-    "ref_no_aslm": ["loss.adversarial=dasp", "loss.use_3d=true",
-                    "loss.consistency_normaliser=spread", "loss.consistency_source_grad=false",
-                    "loss.consistency_mask=symmetric", "model.discriminator.use_aslm=false"],
-    "no_stlm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_stlm=false"],
-    "no_aslm": ["loss.adversarial=dasp", "loss.use_3d=true", "model.discriminator.use_aslm=false"],
+    "ref_no_stlm": _DASP_REF + ["model.discriminator.use_stlm=false"],
+    "ref_no_aslm": _DASP_REF + ["model.discriminator.use_aslm=false"],
+    "no_stlm": _DASP + ["model.discriminator.use_stlm=false"],
+    "no_aslm": _DASP + ["model.discriminator.use_aslm=false"],
     "no_3d": ["loss.adversarial=dasp", "loss.use_3d=false"],
     # diagnostic ceiling, never shipped, never called DASP: the same network, same budget,
     # supervised with the night clips' ground-truth depth
