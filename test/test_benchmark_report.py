@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_eval_paired import write_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -283,26 +284,6 @@ def test_night_runs_go_seed_by_seed(bench, tmp_path, monkeypatch):
                      ("seed1", "no_stlm"), ("seed1", "no_aslm")]
 
 
-def _write_eval(path: Path, values) -> None:
-    """The night eval.json ``dasp eval`` writes, with per-image scores (4 frames per drive)."""
-    import numpy as np
-
-    from dasp_core.eval import EvalResult, ScoreSet, get_protocol
-    from dasp_core.eval.report import write_json
-
-    per = []
-    for i, v in enumerate(values):
-        score = {"abs_rel": float(v), "rmse": 10.0 * float(v)}
-        per.append({"index": i, "source": f"synthetic:drive{i // 4}/{i:06d}",
-                    "scores": {"median": score, "metric": dict(score)}})
-    result = EvalResult(protocol=get_protocol("synthetic"), label=path.parent.parent.name,
-                        primary="median",
-                        scores={"median": ScoreSet(True, {"abs_rel": float(np.mean(values))})},
-                        n_images=len(values), per_image=per)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(result, path)
-
-
 def test_full_variant_picks_its_own_ablations_and_pairs_them_per_drive(bench, tmp_path):
     import numpy as np
 
@@ -313,7 +294,7 @@ def test_full_variant_picks_its_own_ablations_and_pairs_them_per_drive(bench, tm
              "no_3d": base - 0.005, "night_selfsup": base}     # better
     out = tmp_path / "runs"
     for v, vals in evals.items():
-        _write_eval(out / "seed0" / v / "eval_night" / "eval.json", vals)
+        write_eval(out / "seed0" / v / "eval_night" / "eval.json", vals)
     results = {v: {0: _scores(float(np.mean(vals)))} for v, vals in evals.items()}
     results["no_stlm"] = {0: _scores(0.9)}            # the pixel-form family: not compared
     path = tmp_path / "bench.md"
@@ -374,7 +355,7 @@ def test_second_night_runs_are_paired_with_each_other(bench, tmp_path):
     for name, vals in (("dasp_ref", base), ("no_3d", base + 0.01),
                        ("nightseed1_dasp_ref", base + 0.1), ("nightseed1_no_3d", base + 0.08),
                        ("nightseed2_no_3d", base)):          # no full run to pair it with
-        _write_eval(out / "seed0" / name / "eval_night" / "eval.json", vals)
+        write_eval(out / "seed0" / name / "eval_night" / "eval.json", vals)
     rows = {label: d_abs for _, label, d_abs, _ in
             bench.paired_against(out, [0], "dasp_ref", ["no_3d", "ref_no_stlm"])}
     assert set(rows) == {"0", "0, night seed 1"}

@@ -28,6 +28,15 @@ def _per_image(values, groups=None):
     return out
 
 
+def write_eval(path: Path, values, label: str = "model") -> None:
+    """The eval.json ``dasp eval`` writes for ``values`` (per-image AbsRel, :func:`_per_image`)."""
+    result = EvalResult(protocol=get_protocol("synthetic"), label=label, primary="median",
+                        scores={"median": ScoreSet(True, {"abs_rel": float(np.mean(values))})},
+                        n_images=len(values), per_image=_per_image(values))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(result, path)
+
+
 def test_identical_evaluations_differ_by_exactly_zero():
     vals = np.random.default_rng(0).uniform(0.1, 0.4, 24)
     d = paired_difference(_per_image(vals), _per_image(vals))
@@ -90,10 +99,7 @@ def test_compare_evals_script_prints_the_table(tmp_path, capsys):
     spec.loader.exec_module(mod)
     b = np.linspace(0.1, 0.3, 16)
     for name, values in (("a", b - 0.01), ("b", b)):   # the files `dasp eval` writes
-        result = EvalResult(protocol=get_protocol("synthetic"), label=name, primary="median",
-                            scores={"median": ScoreSet(True, {"abs_rel": float(values.mean())})},
-                            n_images=len(values), per_image=_per_image(values))
-        write_json(result, tmp_path / f"{name}.json")
+        write_eval(tmp_path / f"{name}.json", values, name)
     assert mod.main([str(tmp_path / "a.json"), str(tmp_path / "b.json"),
                      "--metrics", "abs_rel", "--modes", "median", "--n-boot", "200"]) == 0
     out = capsys.readouterr().out
