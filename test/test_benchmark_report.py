@@ -284,6 +284,24 @@ def test_night_runs_go_seed_by_seed(bench, tmp_path, monkeypatch):
                      ("seed1", "no_stlm"), ("seed1", "no_aslm")]
 
 
+def test_variants_run_on_fewer_seeds_are_compared_on_the_seeds_both_ran(bench, tmp_path):
+    """An ablation run on seed 0 alone must be set against full DASP's seed-0 score, not
+    against its mean over seeds 0 and 1: each seed has its own day model."""
+    results = {"night_selfsup": {0: _scores(0.30), 1: _scores(0.20)},
+               "dasp": {0: _scores(0.28), 1: _scores(0.18)},      # mean 0.23
+               "no_stlm": {0: _scores(0.27)},                     # better than 0.28 on seed 0
+               "supervised": {1: _scores(0.15)}}
+    text = _report(bench, tmp_path, results)
+    assert ("- (e) DASP w/o STLM: AbsRel 0.270 vs DASP 0.280 (on seed 0, which both ran) — "
+            "NOT worse than DASP.") in text
+    assert "= 0.920 (goal ≤ 0.8): NOT met" in text               # 0.23 / 0.25, same seeds
+    assert "| (e) DASP w/o STLM (seed 0 only) | 0.270 |" in text
+    assert "| ceiling: same network supervised with night GT depth (diagnostic) (seed 1 only) " \
+           "| 0.150 |" in text
+    assert "| (d) DASP (full) | 0.230 ± 0.050 |" in text
+    assert bench.common_means(results, "no_stlm", "supervised") is None
+
+
 def test_full_variant_picks_its_own_ablations_and_pairs_them_per_drive(bench, tmp_path):
     import numpy as np
 
