@@ -429,6 +429,12 @@ def _seed_list(seeds) -> str:
     return ("seed " if len(seeds) == 1 else "seeds ") + ", ".join(str(s) for s in seeds)
 
 
+def _row_label(variant: str, per_seed: Dict[int, Any], all_seeds: Sequence[int]) -> str:
+    """The variant's label, naming its seeds when it was not run on all of the report's."""
+    partial = sorted(per_seed) != list(all_seeds)
+    return LABELS[variant] + (f" ({_seed_list(per_seed)} only)" if partial else "")
+
+
 def common_means(results: Dict[str, Dict[int, Dict[str, float]]], a: str, b: str
                  ) -> Optional[Tuple[float, float, str]]:
     """Mean night AbsRel of variants ``a`` and ``b`` over the seeds both were run on, and a
@@ -585,8 +591,7 @@ def write_report(args, results, timings, wall, path: Path, argv,
         per_seed = results.get(v, {})
         if not per_seed:
             continue
-        partial = sorted(per_seed) != all_seeds
-        row = [LABELS[v] + (f" ({_seed_list(per_seed)} only)" if partial else "")]
+        row = [_row_label(v, per_seed, all_seeds)]
         for k in METRICS:
             row.append(_mean_std([r[k] for r in per_seed.values()]))
         for k in extra_cols:
@@ -696,7 +701,8 @@ def write_report(args, results, timings, wall, path: Path, argv,
         if full in names:
             ax.patches[names.index(full)].set_color("#d62728")
         ax.set_xticks(range(len(names)))
-        ax.set_xticklabels([LABELS[n] for n in names], rotation=25, ha="right", fontsize=8)
+        ax.set_xticklabels([_row_label(n, results[n], all_seeds) for n in names], rotation=25,
+                           ha="right", fontsize=8)
         ax.set_ylabel("night AbsRel (median-scaled) ↓")
         ax.set_title("Synthetic night test set")
         fig.tight_layout()
