@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Stack the sample strips of several ``dasp eval`` runs into one picture, run by run.
+
+``dasp eval --save-samples N`` writes ``samples/sample_00000K.png`` for the first N test
+frames of each run: input, prediction, ground truth and error, labelled with the run's
+``--label``. Runs scored on the same test set show the same frames, so stacking them row by
+row compares models on identical inputs (how the strips of ``docs/benchmark_dasp_ref*.md``
+are made)::
+
+    python scripts/stack_samples.py --out docs/strip.png --samples 0 1 --scale 0.6 \\
+        runs/bench/seed1/night_selfsup/eval_night runs/bench/seed1/dasp_ref/eval_night
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+
+def sample_paths(eval_dirs: Sequence[Path], samples: Sequence[int]) -> List[Path]:
+    """The sample PNGs in stacking order (each run's samples together, runs in the order
+    given); raises ``FileNotFoundError`` naming every missing file."""
+    paths = [Path(d) / "samples" / f"sample_{k:06d}.png" for d in eval_dirs for k in samples]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError("no such sample strip (run `dasp eval --save-samples` with "
+                                "enough samples): " + ", ".join(missing))
+    return paths
+
+
+def stack(paths: Sequence[Path], out: Path, scale: float = 1.0) -> Path:
+    """Write the images of ``paths`` one under the other, resized by ``scale`` (all must have
+    the same width: strips of models evaluated at one size)."""
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in paths]
+    widths = {im.width for im in images}
+    if len(widths) != 1:
+        raise ValueError(f"sample strips differ in width {sorted(widths)}: evaluate the runs "
+                         "at one size")
+    width = round(images[0].width * scale)
+    rows = [im.resize((width, round(im.height * scale)), Image.LANCZOS) if scale != 1.0 else im
+            for im in images]
+    canvas = Image.new("RGB", (width, sum(r.height for r in rows)))
+    y = 0
+    for r in rows:
+        canvas.paste(r, (0, y))
+        y += r.height
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("eval_dirs", nargs="+", type=Path,
+                   help="output folders of `dasp eval` (each with samples/)")
+    p.add_argument("--out", type=Path, required=True, help="PNG to write")
+    p.add_argument("--samples", type=int, nargs="+", default=[0, 1],
+                   help="sample indices to take from each run (default: 0 1)")
+    p.add_argument("--scale", type=float, default=1.0, help="resize factor (default 1)")
+    args = p.parse_args(argv)
+    if args.scale <= 0:
+        p.error(f"--scale must be > 0, got {args.scale}")
+    try:
+        out = stack(sample_paths(args.eval_dirs, args.samples), args.out, args.scale)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"stack_samples: {e}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
