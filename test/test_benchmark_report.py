@@ -8,13 +8,13 @@ is checked in CI.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 from test_eval_paired import write_eval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,11 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark_dasp",
-                                                  ROOT / "scripts" / "benchmark_dasp.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmark_dasp")
 
 
 def _scores(abs_rel: float) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from pathlib import Path
@@ -13,8 +12,7 @@ import pytest
 from dasp_core.eval import EvalResult, ScoreSet, get_protocol
 from dasp_core.eval.paired import paired_difference
 from dasp_core.eval.report import write_json
-
-ROOT = Path(__file__).resolve().parents[1]
+from script_loader import load_script
 
 
 def _per_image(values, groups=None):
@@ -93,10 +91,7 @@ def test_mismatched_or_incomplete_evaluations_are_refused():
 
 
 def test_compare_evals_script_prints_the_table(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("compare_evals",
-                                                  ROOT / "scripts" / "compare_evals.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("compare_evals")
     b = np.linspace(0.1, 0.3, 16)
     for name, values in (("a", b - 0.01), ("b", b)):   # the files `dasp eval` writes
         write_eval(tmp_path / f"{name}.json", values, name)

@@ -526,13 +526,8 @@ def test_patch_discriminator_errors():
 # ----------------------------------------------------------------------------- bench script
 
 def _load_bench_script():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_models.py"
-    spec = importlib.util.spec_from_file_location("bench_models", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from script_loader import load_script
+    return load_script("bench_models")
 
 
 def test_bench_script_helpers(tmp_path):

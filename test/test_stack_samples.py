@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 Image = pytest.importorskip("PIL.Image")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("stack_samples",
-                                                  ROOT / "scripts" / "stack_samples.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("stack_samples")
 
 
 def _run(tmp_path: Path, name: str, colours, width: int = 40, height: int = 10) -> Path:
