@@ -66,41 +66,14 @@ if TYPE_CHECKING:
     from dasp_core.eval.paired import PairedDifference
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-_DASP = ["loss.adversarial=dasp", "loss.use_3d=true"]
-_DASP_SPREAD = _DASP + ["loss.consistency_normaliser=spread"]
-# the 3D loss's repaired form: sources' depths as fixed references, symmetric mask
-_DASP_REF = _DASP_SPREAD + ["loss.consistency_source_grad=false",
-                            "loss.consistency_mask=symmetric"]
-NIGHT_VARIANTS: Dict[str, List[str]] = {
-    "night_selfsup": ["loss.adversarial=none", "loss.use_3d=false"],
-    "rnw": ["loss.adversarial=rnw", "loss.use_3d=false"],
-    "dasp": _DASP,
-    "dasp_spread": _DASP_SPREAD,
-    "dasp_lock": _DASP_SPREAD + ["loss.consistency_scale_lock=true"],
-    "dasp_ref": _DASP_REF,
-    # ablations of dasp_ref (its 3D form kept; no_3d is shared: without the loss its form is moot)
-    "ref_no_stlm": _DASP_REF + ["model.discriminator.use_stlm=false"],
-    "ref_no_aslm": _DASP_REF + ["model.discriminator.use_aslm=false"],
-    "no_stlm": _DASP + ["model.discriminator.use_stlm=false"],
-    "no_aslm": _DASP + ["model.discriminator.use_aslm=false"],
-    "no_3d": ["loss.adversarial=dasp", "loss.use_3d=false"],
-    # diagnostic ceiling, never shipped, never called DASP: the same network, same budget,
-    # supervised with the night clips' ground-truth depth
-    "supervised": ["train.supervision=depth", "loss.adversarial=none", "loss.use_3d=false"],
-}
+from dasp_core.train.recipes import NIGHT_RECIPES, RECIPE_LABELS  # noqa: E402
+
+# the night recipes live in the library, so the demo-model build trains what was measured here
+NIGHT_VARIANTS: Dict[str, List[str]] = NIGHT_RECIPES
 LABELS = {"day_only": "(a) day-only model",
-          "day_exposure": "(a) day-only model + exposure normalisation",
-          "night_selfsup": "(b) night-only self-supervised",
-          "rnw": "(c) RNW-style single-map adversarial", "dasp": "(d) DASP (full)",
-          "dasp_spread": "(d) DASP (full), 3D loss spread form",
-          "dasp_lock": "(d) DASP (full), 3D loss spread form + scale lock",
-          "dasp_ref": "(d) DASP (full), 3D loss spread form, fixed sources, symmetric mask",
-          "ref_no_stlm": "(e) DASP (3D ref form) w/o STLM",
-          "ref_no_aslm": "(e) DASP (3D ref form) w/o ASLM",
-          "no_stlm": "(e) DASP w/o STLM", "no_aslm": "(e) DASP w/o ASLM",
-          "no_3d": "(e) DASP w/o 3D loss",
-          "supervised": "ceiling: same network supervised with night GT depth (diagnostic)"}
+          "day_exposure": "(a) day-only model + exposure normalisation", **RECIPE_LABELS}
 # full variant -> its ablations (what "each ablation worse than full DASP" compares)
 ABLATIONS: Dict[str, Tuple[str, ...]] = {"dasp": ("no_stlm", "no_aslm", "no_3d"),
                                          "dasp_ref": ("ref_no_stlm", "ref_no_aslm", "no_3d")}

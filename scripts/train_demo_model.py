@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Build the model the package ships (``dasp_core/assets/dasp_demo.{onnx,pt}``) and its report.
 
-The shipped model is the best DASP night model of the synthetic benchmark, trained with its
-settings (``config/train_synthetic_small.yaml``: 96x320, odometry poses, so the depth is metric
-by construction): a MobileNetV3-Large DepthNet, day stage, then the night stage with the SPLB
-discriminator (``--use-3d`` adds the 3D consistency loss: full DASP, worse at this budget,
-docs/benchmark.md) — exported to ONNX (what the node runs, no torch needed) plus an fp16
-checkpoint (for ``dasp eval``/``dasp export``/fine-tuning), each well under 25 MB.
+The shipped model is full DASP trained with the synthetic benchmark's settings
+(``config/train_synthetic_small.yaml``: 96x320, odometry poses, so the depth is metric by
+construction): a MobileNetV3-Large DepthNet, day stage, then the night stage with the SPLB
+discriminator and the 3D consistency loss in its repaired form (recipe ``dasp_ref`` of
+:mod:`dasp_core.train.recipes`, the same overrides ``scripts/benchmark_dasp.py`` measured;
+docs/benchmark_dasp_ref.md) — exported to ONNX (what the node runs, no torch needed) plus an
+fp16 checkpoint (for ``dasp eval``/``dasp export``/fine-tuning), each well under 25 MB.
 
-    python scripts/train_demo_model.py     # day + night, 2 threads: 1 h 51 min (seed 2)
-    python scripts/train_demo_model.py --from-run runs/exp1200/seed0/no_3d  # reuse a run
+    python scripts/train_demo_model.py     # day + night, 2 threads: about 1 h 50 min
+    python scripts/train_demo_model.py --from-run runs/bench/seed0/dasp_ref  # reuse a run
 
 Writes ``docs/demo_model.md`` with the command, the training settings and the model's
 evaluation on the synthetic night test set (reserved seeds never used in training).
@@ -26,6 +27,10 @@ from pathlib import Path
 from typing import List, Optional
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dasp_core.train.recipes import (DASP_RECIPES, NIGHT_FINE_TUNING,  # noqa: E402
+                                     RECIPE_LABELS, SHIPPED_RECIPE, night_overrides)
 
 
 def copy_training_logs(night_dir: Path, dest: Path) -> List[Path]:
@@ -42,6 +47,28 @@ def copy_training_logs(night_dir: Path, dest: Path) -> List[Path]:
     for name, folder in (("night", night_dir), ("day", Path(day_ckpt).parent if day_ckpt else None)):
         if folder is not None and (folder / "train.log").is_file():
             out.append(Path(shutil.copy(folder / "train.log", dest / f"{name}_train.log")))
+    return out
+
+
+def recipe_mismatches(run_config: dict, config_path: str, overrides: List[str]) -> List[str]:
+    """What in a run's saved ``train_config`` differs from ``overrides`` (the recipe and the
+    night settings), as ``"key: run has A, recipe sets B"``; empty when the run was trained with
+    them. ``--from-run`` refuses a mismatch, so the report never describes another recipe than
+    the one that trained the shipped weights."""
+    from dasp_core.train.config import load_config
+
+    expected = load_config(config_path, ["train.stage=night", "train.day_checkpoint=day.pt"]
+                           + list(overrides))
+    out = []
+    for key in dict.fromkeys(ov.split("=", 1)[0].strip() for ov in overrides):
+        want, got = expected, run_config
+        for part in key.split("."):
+            want = getattr(want, part)
+            got = got.get(part) if isinstance(got, dict) else None
+        if isinstance(want, tuple):
+            want = list(want)
+        if got != want:
+            out.append(f"{key}: run has {got!r}, recipe sets {want!r}")
     return out
 
 
@@ -102,12 +129,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--day-steps", type=int, default=5400)
     p.add_argument("--night-steps", type=int, default=1200)
-    p.add_argument("--use-3d", action=argparse.BooleanOptionalAction, default=False,
-                   help="night stage with the 3D consistency loss (full DASP); off by default: "
-                        "on the 96x320 benchmark it made night depth worse (docs/benchmark.md)")
-    p.add_argument("--night-set", action="append", default=["optim.lr=0.0002",
-                                                             "optim.warmup_steps=20",
-                                                             "model.depth.exposure=log_mean"],
+    p.add_argument("--recipe", default=SHIPPED_RECIPE, choices=DASP_RECIPES,
+                   help="night-stage recipe (dasp_core.train.recipes; default: full DASP with "
+                        "the repaired 3D loss, docs/benchmark_dasp_ref.md)")
+    p.add_argument("--night-set", action="append", default=list(NIGHT_FINE_TUNING),
                    metavar="KEY=VALUE", help="overrides of the night stage only (default: the "
                                              "benchmark's fine-tuning learning rate and the "
                                              "night input at day brightness, docs/exposure.md)")
@@ -124,6 +149,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra config override for both stages (repeatable), e.g. "
                         "model.depth.decoder_padding=zeros")
+    p.add_argument("--notes", default=None,
+                   help="a Markdown file whose text goes under the report's description (how "
+                        "the shipped run was chosen, what it is not)")
     p.add_argument("--calib-seeds", type=int, nargs="+", default=[9500, 9501, 9502, 9503])
     args = p.parse_args(argv)
 
@@ -135,15 +163,21 @@ def main(argv: Optional[List[str]] = None) -> int:
               "train.device=cpu", "val.interval=100000"] + list(args.set)
     if args.from_run:
         night_dir = ROOT / args.from_run
+        bad = recipe_mismatches(read_checkpoint(night_dir / "final.pt").get("train_config") or {},
+                                str(ROOT / args.config),
+                                night_overrides(args.recipe) + list(args.night_set))
+        if bad:
+            raise SystemExit(f"{args.from_run} was not trained with recipe {args.recipe!r} and "
+                             "these night settings:\n  " + "\n  ".join(bad))
     else:
         out = ROOT / args.out_dir
         run(dasp + ["train", args.config, "--out", str(out / "day"), "train.stage=day",
                     f"train.max_steps={args.day_steps}"] + common)
         night_dir = out / "night"
         run(dasp + ["train", args.config, "--out", str(night_dir), "train.stage=night",
-                    f"train.day_checkpoint={out / 'day' / 'final.pt'}", "loss.adversarial=dasp",
-                    f"loss.use_3d={str(args.use_3d).lower()}", f"train.max_steps={args.night_steps}"] + common
-            + list(args.night_set))
+                    f"train.day_checkpoint={out / 'day' / 'final.pt'}",
+                    f"train.max_steps={args.night_steps}"] + common
+            + night_overrides(args.recipe) + list(args.night_set))
     src = night_dir / "final.pt"
     net, info, ckpt = load_depth_model(src)
     info.name = "dasp_demo"
@@ -199,8 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f"{tc.get('train', {}).get('threads', args.threads)}`")
     else:
         provenance = (f"trained here: day stage {args.day_steps} steps, then night stage "
-                      f"{args.night_steps} steps (DASP: SPLB discriminator"
-                      f"{' + 3D loss' if args.use_3d else ', no 3D loss'}), "
+                      f"{args.night_steps} steps (recipe `{args.recipe}`), "
                       f"seed {args.seed}, {args.threads} CPU thread(s), config `{args.config}` "
                       f"at {info.input_height}x{info.input_width}")
     spread = depth_spread(onnx_path, args.calib_seeds[:2])
@@ -211,6 +244,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"the node runs with ONNX Runtime) and `{args.assets}/dasp_demo.pt` "
         f"({sizes[pt.name]:.1f} MB, fp16 weights, for `dasp eval`/`dasp export`/fine-tuning).", "",
         f"Reproduce: `{cmd}` ({provenance}).", "",
+        f"What it is: recipe `{args.recipe}`, {RECIPE_LABELS[args.recipe]}: day stage, then "
+        f"the night stage from the day model with "
+        + ", ".join(f"`{o}`" for o in night_overrides(args.recipe) + list(args.night_set))
+        + " (`dasp_core/train/recipes.py`).", "",
+        *([Path(args.notes).read_text().strip(), ""] if args.notes else []),
         f"Model: DepthNet `{info.extra.get('encoder', cfg.get('model', {}).get('depth', {}).get('encoder', 'mobilenet_v3_large'))}`"
         f" with decoder padding `{net.cfg.decoder_padding}` and activation "
         f"`{net.cfg.decoder_activation}`"
