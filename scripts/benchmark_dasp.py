@@ -594,24 +594,23 @@ def write_report(args, results, timings, wall, path: Path, argv,
                   + ", δ<1.25 " + _mean_std([r["a1"] for r in results["day_on_day"].values()])
                   + (f"; image-blind pixel prior on night: AbsRel "
                      f"{refs['pixel_prior']['abs_rel']:.3f}." if "pixel_prior" in refs else ".")]
-    seeds = all_seeds
-    if len(seeds) > 1:
+    if len(all_seeds) > 1:
         # Seed-to-seed spread on 96 test frames is large; the paired (same seed, same day
         # model) comparison is what a reader needs to judge a gap.
         lines += ["", "Night AbsRel per seed (each night variant starts from that seed's day "
-                  "model):", "", "| variant | " + " | ".join(f"seed {s}" for s in seeds) + " |",
-                  "|---|" + "---|" * len(seeds)]
+                  "model):", "", "| variant | " + " | ".join(f"seed {s}" for s in all_seeds) + " |",
+                  "|---|" + "---|" * len(all_seeds)]
         for v in order:
             if results.get(v):
                 lines.append(f"| {LABELS[v]} | " + " | ".join(
                     f"{results[v][s]['abs_rel']:.3f}" if s in results[v] else "–"
-                    for s in seeds) + " |")
+                    for s in all_seeds) + " |")
         if results.get(full) and results.get("night_selfsup"):
             lines.append(f"| {full_name} / night-only | " + " | ".join(
                 f"{results[full][s]['abs_rel'] / results['night_selfsup'][s]['abs_rel']:.3f}"
                 if s in results[full] and s in results["night_selfsup"] else "–"
-                for s in seeds) + " |")
-    paired = paired_against(out, seeds, full, list(ABLATIONS[full]) + ["night_selfsup"]) \
+                for s in all_seeds) + " |")
+    paired = paired_against(out, all_seeds, full, list(ABLATIONS[full]) + ["night_selfsup"]) \
         if out is not None else []
     if paired:
         # A mean over a few seeds cannot tell a tie from a loss; the same frames scored by

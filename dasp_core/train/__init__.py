@@ -15,6 +15,8 @@
 * :mod:`~dasp_core.train.trainer` — ``Trainer`` (the loop: optimisers, AMP, checkpoints, resume);
 * :mod:`~dasp_core.train.distributed` — torchrun / DistributedDataParallel helpers;
 * :mod:`~dasp_core.train.scale` — weak velocity supervision (metric scale);
+* :mod:`~dasp_core.train.recipes` — named night-stage recipes (the benchmark's variants, the
+  shipped one);
 * :mod:`~dasp_core.train.cli` — the ``dasp train`` command.
 
 Attributes are imported lazily so ``dasp train --help`` does not pay for torch.
