@@ -10,7 +10,7 @@ docs/benchmark_dasp_ref.md) — exported to ONNX (what the node runs, no torch n
 fp16 checkpoint (for ``dasp eval``/``dasp export``/fine-tuning), each well under 25 MB.
 
     python scripts/train_demo_model.py     # day + night, 2 threads: about 1 h 50 min
-    python scripts/train_demo_model.py --from-run runs/bench/seed0/dasp_ref  # reuse a run
+    python scripts/train_demo_model.py --from-run runs/bench/seed*/dasp_ref  # pick, on validation
 
 Writes ``docs/demo_model.md`` with the command, the training settings and the model's
 evaluation on the synthetic night test set (reserved seeds never used in training).
@@ -70,6 +70,37 @@ def recipe_mismatches(run_config: dict, config_path: str, overrides: List[str]) 
         if got != want:
             out.append(f"{key}: run has {got!r}, recipe sets {want!r}")
     return out
+
+
+def validation_scores(dasp: List[str], run_dir: Path, out: Path, sequences: int) -> dict:
+    """Score ``run_dir/final.pt`` on the first ``sequences`` synthetic night validation drives
+    (``dasp eval --data synthetic-night-val``; reused when its ``eval.json`` exists) and
+    return ``abs_rel`` (median-scaled), ``metric_abs_rel`` and ``metric_rmse`` (m)."""
+    ev_dir = out / "_".join(run_dir.relative_to(ROOT).parts if run_dir.is_relative_to(ROOT)
+                            else run_dir.parts[-3:])
+    if not (ev_dir / "eval.json").is_file():
+        run(dasp + ["eval", str(run_dir / "final.pt"), "--data", "synthetic-night-val",
+                    "--sequences", str(sequences), "--out", str(ev_dir), "--label",
+                    run_dir.name, "--save-samples", "0", "--no-progress",
+                    "--backend", "onnxruntime", "--threads", "1"])
+    res = json.loads((ev_dir / "eval.json").read_text())
+    sc = (res["results"][0] if "results" in res else res)["scores"]
+    return {"abs_rel": float(sc["median"]["metrics"]["abs_rel"]),
+            "metric_abs_rel": float(sc["metric"]["metrics"]["abs_rel"]),
+            "metric_rmse": float(sc["metric"]["metrics"]["rmse"])}
+
+
+def selection_table(scores: dict, chosen: str, select_by: str, sequences: int) -> List[str]:
+    """Markdown lines: each candidate run's validation scores, the shipped one marked."""
+    lines = [f"Chosen by `{select_by}` on the synthetic night validation drives "
+             f"(`--data synthetic-night-val`, seeds 9500 … {9500 + sequences - 1}, 8 frames "
+             "each; never the test drives):", "",
+             "| run | AbsRel (median-scaled) | metric AbsRel | metric RMSE m | |",
+             "|---|---:|---:|---:|---|"]
+    for r, sc in scores.items():
+        lines.append(f"| `{r}` | {sc['abs_rel']:.3f} | {sc['metric_abs_rel']:.3f} | "
+                     f"{sc['metric_rmse']:.2f} | {'shipped' if r == chosen else ''} |")
+    return lines + [""]
 
 
 def run(cmd: List[str]) -> None:
@@ -137,8 +168,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                                              "benchmark's fine-tuning learning rate and the "
                                              "night input at day brightness, docs/exposure.md)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--from-run", default=None,
-                   help="an existing night DASP run folder (skip training)")
+    p.add_argument("--from-run", nargs="+", default=None, metavar="RUN",
+                   help="existing night runs of the recipe (skip training); with several, the "
+                        "one with the lowest --select-by on the synthetic night *validation* "
+                        "drives is shipped (never chosen on the test drives)")
+    p.add_argument("--select-by", default="metric_abs_rel",
+                   choices=("metric_abs_rel", "abs_rel", "metric_rmse"),
+                   help="validation score that picks among several --from-run runs (default: "
+                        "AbsRel of the unscaled depth, what the node publishes)")
+    p.add_argument("--val-sequences", type=int, default=12,
+                   help="validation drives (8 frames each) scored per candidate run")
     p.add_argument("--out-dir", default="runs/demo_model")
     p.add_argument("--assets", default="dasp_core/assets")
     p.add_argument("--report", default="docs/demo_model.md")
@@ -161,14 +200,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     dasp = [sys.executable, "-m", "dasp_core.cli"]
     common = [f"experiment.seed={args.seed}", f"train.threads={args.threads}",
               "train.device=cpu", "val.interval=100000"] + list(args.set)
+    selection: List[str] = []
     if args.from_run:
-        night_dir = ROOT / args.from_run
-        bad = recipe_mismatches(read_checkpoint(night_dir / "final.pt").get("train_config") or {},
-                                str(ROOT / args.config),
-                                night_overrides(args.recipe) + list(args.night_set))
-        if bad:
-            raise SystemExit(f"{args.from_run} was not trained with recipe {args.recipe!r} and "
-                             "these night settings:\n  " + "\n  ".join(bad))
+        for run_dir in args.from_run:
+            bad = recipe_mismatches(
+                read_checkpoint(ROOT / run_dir / "final.pt").get("train_config") or {},
+                str(ROOT / args.config), night_overrides(args.recipe) + list(args.night_set))
+            if bad:
+                raise SystemExit(f"{run_dir} was not trained with recipe {args.recipe!r} and "
+                                 "these night settings:\n  " + "\n  ".join(bad))
+        chosen = args.from_run[0]
+        if len(args.from_run) > 1:
+            scores = {r: validation_scores(dasp, ROOT / r, ROOT / args.out_dir / "val",
+                                           args.val_sequences) for r in args.from_run}
+            chosen = min(args.from_run, key=lambda r: scores[r][args.select_by])
+            selection = selection_table(scores, chosen, args.select_by, args.val_sequences)
+        night_dir = ROOT / chosen
     else:
         out = ROOT / args.out_dir
         run(dasp + ["train", args.config, "--out", str(out / "day"), "train.stage=day",
@@ -223,7 +270,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     cfg = (read_checkpoint(pt).get("train_config") or {})
     if args.from_run:
         tc = cfg or {}
-        provenance = (f"the shipped files came from the existing night run `{args.from_run}` "
+        provenance = (f"the shipped files came from the existing night run `{chosen}` "
                       f"(seed {tc.get('experiment', {}).get('seed', '?')}, night "
                       f"{tc.get('train', {}).get('max_steps', '?')} steps, from day checkpoint "
                       f"`{tc.get('train', {}).get('day_checkpoint', '?')}`), trained with "
@@ -249,6 +296,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         + ", ".join(f"`{o}`" for o in night_overrides(args.recipe) + list(args.night_set))
         + " (`dasp_core/train/recipes.py`).", "",
         *([Path(args.notes).read_text().strip(), ""] if args.notes else []),
+        *selection,
         f"Model: DepthNet `{info.extra.get('encoder', cfg.get('model', {}).get('depth', {}).get('encoder', 'mobilenet_v3_large'))}`"
         f" with decoder padding `{net.cfg.decoder_padding}` and activation "
         f"`{net.cfg.decoder_activation}`"

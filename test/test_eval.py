@@ -194,6 +194,38 @@ def test_cli_constants_match_library():
     assert set(eval_cli._PRESETS) == set(ev.PRESETS)
 
 
+@pytest.mark.parametrize("config", ["train_synthetic_small.yaml", "train_synthetic_full.yaml"])
+def test_training_configs_train_below_the_validation_seeds_and_validate_inside_them(config):
+    """A model chosen on ``synthetic-*-val`` must not have trained on those drives, and the
+    splits validated during training are the presets' first drives."""
+    from pathlib import Path
+
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / config).read_text())["data"]
+    lo = min(ev.SYNTHETIC_DAY_VAL_SEEDS.start, ev.SYNTHETIC_NIGHT_VAL_SEEDS.start)
+
+    def seeds(split):
+        return range(data[split]["seeds"]["start"],
+                     data[split]["seeds"]["start"] + data[split]["seeds"]["count"])
+
+    for split in ("day_train", "night_train"):
+        assert seeds(split).stop <= lo, (config, split)
+    for split, preset in (("day_val", "synthetic-day-val"), ("night_val", "synthetic-night-val")):
+        domain, preset_seeds = ev.PRESETS[preset]
+        assert data[split]["domain"] == domain
+        assert seeds(split) == preset_seeds[:len(seeds(split))], (config, split)
+
+
+def test_validation_presets_are_disjoint_from_the_test_seeds():
+    for name in ("synthetic-night-val", "synthetic-day-val"):
+        _, seeds = ev.PRESETS[name]
+        assert not any(ev.is_test_seed(s) for s in seeds)
+        assert seeds.stop <= ev.SYNTHETIC_TRAIN_SEED_LIMIT
+    ds = ev.build_preset("synthetic-night-val", n_sequences=3)
+    assert ds.domain == "night" and list(ds.seeds) == [9500, 9501, 9502]
+
+
 def test_test_seeds_reserved():
     assert ev.SYNTHETIC_TEST_SEEDS.start >= ev.SYNTHETIC_TRAIN_SEED_LIMIT
     assert len(ev.SYNTHETIC_TEST_SEEDS) == 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,29 @@ def test_every_shippable_recipe_is_dasp():
 def test_an_unknown_recipe_names_the_known_ones():
     with pytest.raises(ValueError, match="unknown night recipe 'dasp_reff'.*dasp_ref"):
         night_overrides("dasp_reff")
+
+
+def _eval_json(path: Path, abs_rel: float, metric_abs_rel: float, rmse: float) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "eval.json").write_text(json.dumps({"results": [{"scores": {
+        "median": {"metrics": {"abs_rel": abs_rel, "rmse": rmse + 1}},
+        "metric": {"metrics": {"abs_rel": metric_abs_rel, "rmse": rmse}}}}]}))
+
+
+def test_validation_scores_read_an_existing_evaluation_without_rerunning_it(demo, tmp_path):
+    run_dir = tmp_path / "runs" / "bench" / "seed1" / "dasp_ref"
+    _eval_json(tmp_path / "val" / "bench_seed1_dasp_ref",
+               0.27, 0.25, 7.6)
+    # a run outside the repository is named by its last three path parts
+    got = demo.validation_scores(["false"], run_dir, tmp_path / "val", 12)
+    assert got == {"abs_rel": 0.27, "metric_abs_rel": 0.25, "metric_rmse": 7.6}
+
+
+def test_the_selection_table_marks_the_shipped_run_only(demo):
+    scores = {"a": {"abs_rel": 0.266, "metric_abs_rel": 0.264, "metric_rmse": 7.52},
+              "b": {"abs_rel": 0.266, "metric_abs_rel": 0.249, "metric_rmse": 7.66}}
+    chosen = min(scores, key=lambda r: scores[r]["metric_abs_rel"])
+    lines = demo.selection_table(scores, chosen, "metric_abs_rel", 12)
+    assert "seeds 9500 … 9511" in lines[0]
+    rows = [ln for ln in lines if ln.startswith("| `")]
+    assert rows == ["| `a` | 0.266 | 0.264 | 7.52 |  |", "| `b` | 0.266 | 0.249 | 7.66 | shipped |"]

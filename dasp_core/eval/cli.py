@@ -8,7 +8,8 @@ Examples::
         --compare runs/eval/rnw/eval.json          # one table, one protocol
 
 ``--data`` is a preset (``synthetic-night-test``, ``synthetic-day-test``: the reserved test
-seeds 10 000 … 10 099, never used in training) or a YAML file holding one dataset entry of
+seeds 10 000 … 10 099, never used in training; ``synthetic-night-val`` / ``synthetic-day-val``:
+validation seeds 9500 … / 9000 …, to choose a model on without touching the test set) or a YAML file holding one dataset entry of
 ``dasp_core.data.registry`` (``kind: robotcar`` plus the reader's arguments, beside ``kind`` or
 under ``kwargs:``), a list of entries (concatenated), or a whole training config, whose
 ``data.<split>`` (``--split``, default ``night_val``) is used.
@@ -36,7 +37,8 @@ log = logging.getLogger(__name__)
 
 # kept in sync with dasp_core.eval.evaluate.PRESETS / metrics.PROTOCOLS (tested); repeated
 # here so that `dasp eval --help` imports nothing heavy
-_PRESETS = ("synthetic-night-test", "synthetic-day-test")
+_PRESETS = ("synthetic-night-test", "synthetic-day-test", "synthetic-night-val",
+            "synthetic-day-val")
 _PROTOCOLS = ("rnw_robotcar", "rnw_nuscenes", "md4all_robotcar", "md4all_nuscenes", "synthetic")
 _SPLITS = ("night_val", "day_val", "night_train", "day_train")
 

@@ -39,6 +39,7 @@ from dasp_core.eval.result import EvalResult, ScoreSet
 
 __all__ = [
     "SYNTHETIC_TEST_SEEDS", "SYNTHETIC_TRAIN_SEED_LIMIT", "SYNTHETIC_TEST_FRAMES",
+    "SYNTHETIC_NIGHT_VAL_SEEDS", "SYNTHETIC_DAY_VAL_SEEDS",
     "PRESETS", "is_test_seed", "build_preset", "ScoreSet", "EvalResult", "evaluate",
     "predict_at_gt_size", "ground_truth_of",
 ]
@@ -52,10 +53,18 @@ SYNTHETIC_TRAIN_SEED_LIMIT: int = 10_000
 #: Frames rendered (and scored) per synthetic test sequence: 100 x 8 = 800 test images.
 SYNTHETIC_TEST_FRAMES: int = 8
 
+#: Seeds of the synthetic validation sequences: the training configs validate on the first
+#: few (``data.night_val`` / ``data.day_val``) and train below 9000. A model is *chosen* on
+#: these, at the test set's size, never on the test seeds.
+SYNTHETIC_NIGHT_VAL_SEEDS: range = range(9500, 9600)
+SYNTHETIC_DAY_VAL_SEEDS: range = range(9000, 9100)
+
 #: ``--data`` presets: name → (domain, seeds). The protocol of every preset is ``synthetic``.
 PRESETS: Dict[str, Tuple[str, range]] = {
     "synthetic-night-test": ("night", SYNTHETIC_TEST_SEEDS),
     "synthetic-day-test": ("day", SYNTHETIC_TEST_SEEDS),
+    "synthetic-night-val": ("night", SYNTHETIC_NIGHT_VAL_SEEDS),
+    "synthetic-day-val": ("day", SYNTHETIC_DAY_VAL_SEEDS),
 }
 
 
@@ -66,12 +75,13 @@ def is_test_seed(seed: int) -> bool:
 
 def build_preset(name: str, frames_per_sequence: int = SYNTHETIC_TEST_FRAMES,
                  n_sequences: Optional[int] = None, cfg: Any = None) -> Any:
-    """Build a named evaluation dataset (``synthetic-night-test``, ``synthetic-day-test``).
+    """Build a named evaluation dataset (a key of :data:`PRESETS`: the synthetic test or
+    validation drives, night or day).
 
     Args:
         name: a key of :data:`PRESETS`.
         frames_per_sequence: frames rendered per sequence.
-        n_sequences: use only the first n test seeds (None: all 100).
+        n_sequences: use only the first n seeds of the preset (None: all 100).
         cfg: a ``SyntheticConfig`` (None: its defaults).
 
     Returns:
