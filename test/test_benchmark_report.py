@@ -332,6 +332,43 @@ def test_full_variant_picks_its_own_ablations_and_pairs_them_per_drive(bench, tm
     assert "- DASP (dasp_ref) night AbsRel 0.225 (target ≤ 0.20): NOT met." in text
 
 
+def test_validation_drives_get_their_own_paired_table(bench, tmp_path):
+    """A test-set gain is checked on other drives: the validation evaluations are paired
+    separately, and only the variants evaluated there appear."""
+    import numpy as np
+
+    base = np.linspace(0.15, 0.30, 16)
+    out = tmp_path / "runs"
+    for v, vals in {"dasp_ref": base, "night_selfsup": base + 0.02}.items():
+        write_eval(out / "seed0" / v / "eval_night" / "eval.json", vals)
+    # on the validation drives night-only is the better one
+    for v, vals in {"dasp_ref": base + 0.01, "night_selfsup": base}.items():
+        write_eval(out / "seed0" / v / "eval_night_val" / "eval.json", vals[:8])
+    results = {v: {0: _scores(0.25)} for v in ("dasp_ref", "night_selfsup")}
+    path = tmp_path / "bench.md"
+    bench.write_report(_args(seeds=[0], full="dasp_ref"), results, {}, 1.0, path, [], out=out)
+    text = path.read_text()
+    test_part, val_part = text.split("night *validation* drives")
+    assert "| (b) night-only self-supervised | 0 | +0.020 [+0.020, +0.020] |" in test_part
+    assert "`dasp eval --data synthetic-night-val --sequences 2`" in val_part
+    assert "| (b) night-only self-supervised | 0 | -0.010 [-0.010, -0.010] |" in val_part
+    assert "| 0/2 |" in val_part          # full DASP lower on none of the 2 validation drives
+
+
+def test_without_validation_evaluations_there_is_no_validation_table(bench, tmp_path):
+    import numpy as np
+
+    out = tmp_path / "runs"
+    for v in ("dasp_ref", "night_selfsup"):
+        write_eval(out / "seed0" / v / "eval_night" / "eval.json", np.linspace(0.15, 0.30, 16))
+    path = tmp_path / "bench.md"
+    bench.write_report(_args(seeds=[0], full="dasp_ref"),
+                       {v: {0: _scores(0.25)} for v in ("dasp_ref", "night_selfsup")}, {}, 1.0,
+                       path, [], out=out)
+    assert "Paired against" in path.read_text()
+    assert "validation* drives" not in path.read_text()
+
+
 def test_without_eval_files_the_report_has_no_paired_section(bench, tmp_path):
     results = {"dasp": {0: _scores(0.3)}, "no_3d": {0: _scores(0.35)}}
     path = tmp_path / "bench.md"
