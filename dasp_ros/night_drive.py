@@ -236,7 +236,7 @@ def publish_docs(docs: Path, out: Path, summary: Dict, report: str,
         "reliable QoS), the shipped model on the backend the node diagnostics below name.", "",
         "![camera | DASP depth | ground truth | error](night_drive_strip.png)", "",
         body, "",
-        (f"![the drive: camera over depth](night_drive.gif)"
+        ("![the drive: camera over depth](night_drive.gif)"
          + (f"\n\n(one frame in {stride} of the run's GIF, to keep the file under "
             f"{DOCS_GIF_BYTES / 1e6:.0f} MB)" if stride > 1 else "")) if stride else ""])
     (docs / "night_drive.md").write_text(text + "\n")
