@@ -70,8 +70,6 @@ sys.path.insert(0, str(ROOT))
 
 from dasp_core.train.recipes import NIGHT_RECIPES, RECIPE_LABELS  # noqa: E402
 
-# the night recipes live in the library, so the demo-model build trains what was measured here
-NIGHT_VARIANTS: Dict[str, List[str]] = NIGHT_RECIPES
 LABELS = {"day_only": "(a) day-only model",
           "day_exposure": "(a) day-only model + exposure normalisation", **RECIPE_LABELS}
 # full variant -> its ablations (what "each ablation worse than full DASP" compares)
@@ -140,7 +138,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--day-steps", type=int, default=600)
     p.add_argument("--night-steps", type=int, default=400)
-    p.add_argument("--variants", nargs="+", default=list(NIGHT_VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(NIGHT_RECIPES))
     p.add_argument("--jobs", type=int, default=2, help="runs at a time")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--eval-sequences", type=int, default=12)
@@ -160,7 +158,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--skip-existing", action="store_true",
                    help="reuse finished runs (those with a final.pt) and their evaluations; "
                         "continue interrupted ones from their last.pt")
-    p.add_argument("--shipped", default=None, choices=list(NIGHT_VARIANTS),
+    p.add_argument("--shipped", default=None, choices=list(NIGHT_RECIPES),
                    help="the variant the demo model is trained with, when it is not full "
                         "DASP: the report checks the targets for it too")
     p.add_argument("--night-seed", type=int, default=None,
@@ -213,16 +211,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         timings[f"{name}/seed{seed}"] = sh(cmd, run_dir / "benchmark.log", env)
         return find_checkpoint(run_dir)
 
+    def run_eval(ckpt: Path, data: str, sequences: int, ev_dir: Path, label: str,
+                 samples: int, extra: Sequence[str] = ()) -> None:
+        if not (args.skip_existing and (ev_dir / "eval.json").is_file()):
+            sh(dasp + ["eval", str(ckpt), "--data", data, "--sequences", str(sequences),
+                       "--out", str(ev_dir), "--label", label, "--save-samples", str(samples),
+                       "--no-progress", "--backend", "onnxruntime", "--threads",
+                       str(args.threads)] + list(extra), ev_dir / "benchmark.log", env)
+
     def evaluate(name: str, seed: int, ckpt: Path, domain: str = "night") -> Dict[str, float]:
         ev_dir = out / f"seed{seed}" / name / f"eval_{domain}"
-        if not (args.skip_existing and (ev_dir / "eval.json").is_file()):
-            cmd = dasp + ["eval", str(ckpt), "--data", f"synthetic-{domain}-test",
-                          "--sequences", str(args.eval_sequences), "--out", str(ev_dir),
-                          "--label", name, "--save-samples", "2", "--no-progress",
-                          "--backend", "onnxruntime", "--threads", str(args.threads)]
-            if args.eval_frames:
-                cmd += ["--max-images", str(args.eval_frames)]
-            sh(cmd, ev_dir / "benchmark.log", env)
+        run_eval(ckpt, f"synthetic-{domain}-test", args.eval_sequences, ev_dir, name, 2,
+                 ["--max-images", str(args.eval_frames)] if args.eval_frames else [])
         res = json.loads((ev_dir / "eval.json").read_text())
         res = res["results"][0] if "results" in res else res
         scores = res["scores"]
@@ -234,14 +234,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         if domain == "night":
             out_d.update(spread_of(scores))
         return out_d
-
-    def evaluate_val(name: str, seed: int, ckpt: Path) -> None:
-        ev_dir = out / f"seed{seed}" / name / "eval_night_val"
-        if not (args.skip_existing and (ev_dir / "eval.json").is_file()):
-            sh(dasp + ["eval", str(ckpt), "--data", "synthetic-night-val", "--sequences",
-                       str(args.val_sequences), "--out", str(ev_dir), "--label", name,
-                       "--save-samples", "0", "--no-progress", "--backend", "onnxruntime",
-                       "--threads", str(args.threads)], ev_dir / "benchmark.log", env)
 
     results: Dict[str, Dict[int, Dict[str, float]]] = {}
     n_jobs = len(args.seeds) * (1 + len(args.variants))
@@ -268,11 +260,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         night_seed = seed if args.night_seed is None else args.night_seed
         name = night_run_name(variant, seed, night_seed)
         ckpt = train(name, seed, ["train.stage=night", f"train.day_checkpoint={day_ckpt}"]
-                     + list(args.night_extra) + NIGHT_VARIANTS[variant], args.night_steps,
+                     + list(args.night_extra) + NIGHT_RECIPES[variant], args.night_steps,
                      run_seed=night_seed)
         results.setdefault(name, {})[seed] = evaluate(name, seed, ckpt)
         if args.val_sequences:
-            evaluate_val(name, seed, ckpt)
+            run_eval(ckpt, "synthetic-night-val", args.val_sequences,
+                     out / f"seed{seed}" / name / "eval_night_val", name, 0)
         bar.update(1)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -546,7 +539,7 @@ def write_report(args, results, timings, wall, path: Path, argv,
     refs = refs or {}
     full = getattr(args, "full", "dasp")
     full_name = "DASP" if full == "dasp" else f"DASP ({full})"
-    order = ["day_only", "day_exposure"] + [v for v in NIGHT_VARIANTS if v in results]
+    order = ["day_only", "day_exposure"] + [v for v in NIGHT_RECIPES if v in results]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), platform.processor())
     import torch

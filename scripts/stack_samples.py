@@ -33,23 +33,19 @@ def sample_paths(eval_dirs: Sequence[Path], samples: Sequence[int]) -> List[Path
 def stack(paths: Sequence[Path], out: Path, scale: float = 1.0) -> Path:
     """Write the images of ``paths`` one under the other, resized by ``scale`` (all must have
     the same width: strips of models evaluated at one size)."""
+    import numpy as np
     from PIL import Image
 
-    images = [Image.open(p).convert("RGB") for p in paths]
-    widths = {im.width for im in images}
+    from dasp_core.viz import make_strip
+
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    widths = {im.shape[1] for im in images}
     if len(widths) != 1:
         raise ValueError(f"sample strips differ in width {sorted(widths)}: evaluate the runs "
                          "at one size")
-    width = round(images[0].width * scale)
-    rows = [im.resize((width, round(im.height * scale)), Image.LANCZOS) if scale != 1.0 else im
-            for im in images]
-    canvas = Image.new("RGB", (width, sum(r.height for r in rows)))
-    y = 0
-    for r in rows:
-        canvas.paste(r, (0, y))
-        y += r.height
+    canvas = make_strip(images, height=round(images[0].shape[1] * scale), gap=0, vertical=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out)
+    Image.fromarray(canvas).save(out)
     return out
 
 

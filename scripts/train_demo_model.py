@@ -83,17 +83,21 @@ def validation_scores(dasp: List[str], run_dir: Path, out: Path, sequences: int)
                     "--sequences", str(sequences), "--out", str(ev_dir), "--label",
                     run_dir.name, "--save-samples", "0", "--no-progress",
                     "--backend", "onnxruntime", "--threads", "1"])
-    res = json.loads((ev_dir / "eval.json").read_text())
-    sc = (res["results"][0] if "results" in res else res)["scores"]
-    return {"abs_rel": float(sc["median"]["metrics"]["abs_rel"]),
-            "metric_abs_rel": float(sc["metric"]["metrics"]["abs_rel"]),
-            "metric_rmse": float(sc["metric"]["metrics"]["rmse"])}
+    from dasp_core.eval.report import load_result
+
+    sc = load_result(ev_dir / "eval.json")[0].scores
+    return {"abs_rel": float(sc["median"].metrics["abs_rel"]),
+            "metric_abs_rel": float(sc["metric"].metrics["abs_rel"]),
+            "metric_rmse": float(sc["metric"].metrics["rmse"])}
 
 
 def selection_table(scores: dict, chosen: str, select_by: str, sequences: int) -> List[str]:
     """Markdown lines: each candidate run's validation scores, the shipped one marked."""
+    from dasp_core.eval.evaluate import SYNTHETIC_NIGHT_VAL_SEEDS
+
+    seeds = SYNTHETIC_NIGHT_VAL_SEEDS[:sequences]
     lines = [f"Chosen by `{select_by}` on the synthetic night validation drives "
-             f"(`--data synthetic-night-val`, seeds 9500 … {9500 + sequences - 1}, 8 frames "
+             f"(`--data synthetic-night-val`, seeds {seeds[0]} … {seeds[-1]}, 8 frames "
              "each; never the test drives):", "",
              "| run | AbsRel (median-scaled) | metric AbsRel | metric RMSE m | |",
              "|---|---:|---:|---:|---|"]

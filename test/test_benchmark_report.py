@@ -109,8 +109,8 @@ def test_every_night_variant_is_a_valid_configuration(bench):
     """A misspelt key or value in a variant would only show an hour into a benchmark."""
     from dasp_core.train.config import load_config
 
-    assert {"dasp", "dasp_ref", "no_3d", "supervised"} <= set(bench.NIGHT_VARIANTS)
-    for variant, overrides in bench.NIGHT_VARIANTS.items():
+    assert {"dasp", "dasp_ref", "no_3d", "supervised"} <= set(bench.NIGHT_RECIPES)
+    for variant, overrides in bench.NIGHT_RECIPES.items():
         assert variant in bench.LABELS
         cfg = load_config(str(ROOT / "config" / "train_synthetic_small.yaml"),
                           ["train.stage=night", "train.day_checkpoint=day.pt"] + overrides)

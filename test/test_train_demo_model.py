@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -65,10 +64,16 @@ def test_an_unknown_recipe_names_the_known_ones():
 
 
 def _eval_json(path: Path, abs_rel: float, metric_abs_rel: float, rmse: float) -> None:
+    """An ``eval.json`` as ``dasp eval`` writes it, with these mean scores."""
+    from dasp_core.eval import EvalResult, ScoreSet, get_protocol
+    from dasp_core.eval.report import write_json
+
     path.mkdir(parents=True, exist_ok=True)
-    (path / "eval.json").write_text(json.dumps({"results": [{"scores": {
-        "median": {"metrics": {"abs_rel": abs_rel, "rmse": rmse + 1}},
-        "metric": {"metrics": {"abs_rel": metric_abs_rel, "rmse": rmse}}}}]}))
+    write_json(EvalResult(protocol=get_protocol("synthetic"), label="run", primary="median",
+                          scores={"median": ScoreSet(True, {"abs_rel": abs_rel, "rmse": rmse + 1}),
+                                  "metric": ScoreSet(False, {"abs_rel": metric_abs_rel,
+                                                             "rmse": rmse})},
+                          n_images=8), path / "eval.json")
 
 
 def test_validation_scores_read_an_existing_evaluation_without_rerunning_it(demo, tmp_path):
