@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dasp_core.eval.cli import eval_argv  # noqa: E402
 from dasp_core.train.recipes import NIGHT_RECIPES, RECIPE_LABELS  # noqa: E402
 
 LABELS = {"day_only": "(a) day-only model",
@@ -214,10 +215,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     def run_eval(ckpt: Path, data: str, sequences: int, ev_dir: Path, label: str,
                  samples: int, extra: Sequence[str] = ()) -> None:
         if not (args.skip_existing and (ev_dir / "eval.json").is_file()):
-            sh(dasp + ["eval", str(ckpt), "--data", data, "--sequences", str(sequences),
-                       "--out", str(ev_dir), "--label", label, "--save-samples", str(samples),
-                       "--no-progress", "--backend", "onnxruntime", "--threads",
-                       str(args.threads)] + list(extra), ev_dir / "benchmark.log", env)
+            sh(dasp + eval_argv(ckpt, data, ev_dir, label=label, sequences=sequences,
+                                samples=samples, threads=args.threads, extra=extra),
+               ev_dir / "benchmark.log", env)
 
     def evaluate(name: str, seed: int, ckpt: Path, domain: str = "night") -> Dict[str, float]:
         ev_dir = out / f"seed{seed}" / name / f"eval_{domain}"

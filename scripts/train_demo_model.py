@@ -29,6 +29,7 @@ from typing import List, Optional
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dasp_core.eval.cli import eval_argv  # noqa: E402
 from dasp_core.train.recipes import (DASP_RECIPES, NIGHT_FINE_TUNING,  # noqa: E402
                                      RECIPE_LABELS, SHIPPED_RECIPE, night_overrides)
 
@@ -79,10 +80,8 @@ def validation_scores(dasp: List[str], run_dir: Path, out: Path, sequences: int)
     ev_dir = out / "_".join(run_dir.relative_to(ROOT).parts if run_dir.is_relative_to(ROOT)
                             else run_dir.parts[-3:])
     if not (ev_dir / "eval.json").is_file():
-        run(dasp + ["eval", str(run_dir / "final.pt"), "--data", "synthetic-night-val",
-                    "--sequences", str(sequences), "--out", str(ev_dir), "--label",
-                    run_dir.name, "--save-samples", "0", "--no-progress",
-                    "--backend", "onnxruntime", "--threads", "1"])
+        run(dasp + eval_argv(run_dir / "final.pt", "synthetic-night-val", ev_dir,
+                             label=run_dir.name, sequences=sequences, threads=1))
     from dasp_core.eval.report import load_result
 
     sc = load_result(ev_dir / "eval.json")[0].scores
@@ -259,13 +258,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     # shipped model's.
     report = ROOT / args.report
     ev_dir = report.parent / f"{report.stem}_eval"
-    run(dasp + ["eval", str(onnx_path), "--data", "synthetic-night-test", "--sequences",
-                str(args.eval_sequences), "--out", str(ev_dir), "--label", "dasp_demo (night)",
-                "--save-samples", "3", "--no-progress", "--backend", "onnxruntime"])
-    run(dasp + ["eval", str(onnx_path), "--data", "synthetic-day-test", "--sequences",
-                str(args.eval_sequences), "--out", str(ev_dir / "day"), "--label",
-                "dasp_demo (day)", "--save-samples", "0", "--no-progress",
-                "--backend", "onnxruntime"])
+    run(dasp + eval_argv(onnx_path, "synthetic-night-test", ev_dir, label="dasp_demo (night)",
+                         sequences=args.eval_sequences, samples=3))
+    run(dasp + eval_argv(onnx_path, "synthetic-day-test", ev_dir / "day",
+                         label="dasp_demo (day)", sequences=args.eval_sequences))
     logs = copy_training_logs(night_dir, report.parent / f"{report.stem}_logs")
     night_md = (ev_dir / "eval.md").read_text()
     day_md = (ev_dir / "day" / "eval.md").read_text()

@@ -559,6 +559,22 @@ def _parse(argv):
     return p.parse_args(argv)
 
 
+def test_eval_argv_parses_with_the_eval_parser(tmp_path):
+    argv = eval_cli.eval_argv(tmp_path / "m.onnx", "synthetic-night-val", tmp_path / "ev",
+                              label="seed 1", sequences=12, samples=3, threads=2,
+                              extra=["--max-images", "5"])
+    assert argv[0] == "eval"
+    a = _parse(argv[1:])
+    assert (a.model, a.data, a.out) == (str(tmp_path / "m.onnx"), "synthetic-night-val",
+                                        str(tmp_path / "ev"))
+    assert (a.label, a.sequences, a.save_samples, a.threads, a.max_images) == (
+        "seed 1", 12, 3, 2, 5)
+    assert a.backend == "onnxruntime" and a.no_progress
+    # unset options stay at the parser's defaults, not at a value the helper invents
+    b = _parse(eval_cli.eval_argv("m.pt", "synthetic-day-test", "o")[1:])
+    assert (b.label, b.sequences, b.threads, b.save_samples) == (None, None, None, 0)
+
+
 def test_data_spec_from_yaml(tmp_path):
     one = tmp_path / "one.yaml"
     one.write_text("kind: folder\nkwargs: {root: /data/x}\n")

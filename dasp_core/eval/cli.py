@@ -29,7 +29,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Sequence
 
 HELP = "evaluate a checkpoint/ONNX model: metrics, tables, plots"
 
@@ -82,6 +82,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="override the network input size (default: from the model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def eval_argv(model: str | os.PathLike, data: str, out: str | os.PathLike, *,
+              label: str | None = None, sequences: int | None = None, samples: int = 0,
+              backend: str = "onnxruntime", threads: int | None = None,
+              extra: Sequence[str] = ()) -> List[str]:
+    """The arguments after ``dasp eval`` with which scripts score a model in a subprocess.
+
+    Scripts (benchmark, demo-model build) run ``dasp eval`` as a child process so each run's
+    memory and threads end with it; building the argument list here keeps their flags the
+    ones ``add_arguments`` accepts. No progress bar: the caller logs to a file.
+
+    Args:
+        model: checkpoint (.pt), ONNX or TensorRT engine path.
+        data: a preset name or a YAML file (see ``--data``).
+        out: folder for ``eval.json``, ``eval.md``, plots and sample strips.
+        label: row name in the table.
+        sequences: score only the first N sequences (drives) of ``data``.
+        samples: sample strips to save.
+        backend: inference backend; ``onnxruntime`` by default so scores do not depend on
+            which accelerated runtime a machine happens to have.
+        threads: CPU threads of the backend (None: the backend's default).
+        extra: further ``dasp eval`` flags, appended as given.
+    """
+    argv = ["eval", str(model), "--data", data, "--out", str(out),
+            "--save-samples", str(samples), "--no-progress", "--backend", backend]
+    if label is not None:
+        argv += ["--label", label]
+    if sequences is not None:
+        argv += ["--sequences", str(sequences)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    return argv + list(extra)
 
 
 def _read_yaml(path: Path) -> Any:
