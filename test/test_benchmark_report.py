@@ -355,6 +355,29 @@ def test_validation_drives_get_their_own_paired_table(bench, tmp_path):
     assert "| 0/2 |" in val_part          # full DASP lower on none of the 2 validation drives
 
 
+def test_the_adversarial_branch_is_paired_with_night_only_on_its_own(bench, tmp_path):
+    import numpy as np
+
+    base = np.linspace(0.15, 0.30, 16)
+    out = tmp_path / "runs"
+    for v, vals in {"dasp_ref": base, "no_3d": base, "night_selfsup": base + 0.02}.items():
+        write_eval(out / "seed0" / v / "eval_night" / "eval.json", vals)
+    # validation: the branch loses on seed 0; seed 1 has no no_3d run, so no row
+    for v, vals in {"no_3d": base + 0.01, "night_selfsup": base}.items():
+        write_eval(out / "seed0" / v / "eval_night_val" / "eval.json", vals[:8])
+    write_eval(out / "seed1" / "night_selfsup" / "eval_night" / "eval.json", base)
+    lines = bench.adversarial_branch_table(out)
+    text = "\n".join(lines)
+    assert "| 0 | test | +0.020 [+0.020, +0.020] | +0.200 [+0.200, +0.200] | 0/4 |" in text
+    assert "| 0 | validation | -0.010 [-0.010, -0.010] |" in text and "| 2/2 |" in text
+    assert "| 1 |" not in text
+    assert bench.adversarial_branch_table(tmp_path / "empty") == []
+    results = {v: {0: _scores(0.25)} for v in ("dasp_ref", "no_3d", "night_selfsup")}
+    path = tmp_path / "bench.md"
+    bench.write_report(_args(seeds=[0], full="dasp_ref"), results, {}, 1.0, path, [], out=out)
+    assert "The adversarial branch on its own" in path.read_text()
+
+
 def test_without_validation_evaluations_there_is_no_validation_table(bench, tmp_path):
     import numpy as np
 
@@ -412,3 +435,22 @@ def test_second_night_runs_are_paired_with_each_other(bench, tmp_path):
     assert set(rows) == {"0", "0, night seed 1"}
     assert rows["0"].mean == pytest.approx(0.01)
     assert rows["0, night seed 1"].mean == pytest.approx(-0.02)   # against its own seed's run
+
+
+def test_a_higher_mean_within_the_paired_interval_is_not_called_worse(bench, tmp_path):
+    import numpy as np
+
+    base = np.linspace(0.15, 0.30, 16)
+    # +0.004 on average, but better on two drives: the interval crosses zero
+    shift = np.repeat([0.03, -0.02, -0.01, 0.016], 4)
+    out = tmp_path / "runs"
+    for v, vals in {"dasp_ref": base, "ref_no_aslm": base + shift}.items():
+        write_eval(out / "seed0" / v / "eval_night" / "eval.json", vals)
+    results = {"dasp_ref": {0: _scores(0.225)}, "ref_no_aslm": {0: _scores(0.229)}}
+    path = tmp_path / "bench.md"
+    bench.write_report(_args(seeds=[0], full="dasp_ref"), results, {}, 1.0, path, [], out=out)
+    text = path.read_text()
+    assert ("w/o ASLM: AbsRel 0.229 vs DASP (dasp_ref) 0.225 — worse on the mean only, NOT "
+            "beyond the paired interval in every run (paired: worse beyond the interval in 0/1 "
+            "runs).") in text
+    assert "as hoped" not in text
