@@ -687,8 +687,10 @@ def write_report(args, results, timings, wall, path: Path, argv,
         if both:
             m_ab, m_full, note = both
             pairs = [d for other, _, d, _ in paired if other == ab]
+            rmse_pairs = [d for other, _, _, d in paired if other == ab]
             clear = (f" (paired: worse beyond the interval in {sum(d.low > 0 for d in pairs)}"
-                     f"/{len(pairs)} runs)" if pairs else "")
+                     f"/{len(pairs)} runs; on metric RMSE, which the verdict does not use, in "
+                     f"{sum(d.low > 0 for d in rmse_pairs)}/{len(rmse_pairs)})" if pairs else "")
             # With per-drive pairs a higher mean is not enough: a few thousandths on 96
             # frames is noise, so "worse" must hold beyond the interval in every run.
             if m_ab <= m_full:

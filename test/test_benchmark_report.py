@@ -316,9 +316,11 @@ def test_full_variant_picks_its_own_ablations_and_pairs_them_per_drive(bench, tm
     text = path.read_text()
     assert "DASP (dasp_ref) night AbsRel / night-only AbsRel = 1.000" in text
     assert ("(e) DASP (3D ref form) w/o STLM: AbsRel 0.235 vs DASP (dasp_ref) 0.225 — worse "
-            "than DASP, as hoped (paired: worse beyond the interval in 1/1 runs).") in text
+            "than DASP, as hoped (paired: worse beyond the interval in 1/1 runs; on metric RMSE, "
+            "which the verdict does not use, in 1/1).") in text
     assert "(e) DASP (3D ref form) w/o ASLM: AbsRel 0.225 vs DASP (dasp_ref) 0.225 — NOT worse " \
-           "than DASP (paired: worse beyond the interval in 0/1 runs)." in text
+           "than DASP (paired: worse beyond the interval in 0/1 runs; on metric RMSE, which the " \
+           "verdict does not use, in 0/1)." in text
     assert "- (e) DASP w/o STLM:" not in text
     assert "| (e) DASP (3D ref form) w/o STLM | 0 | +0.010 [+0.010, +0.010] | " \
            "+0.100 [+0.100, +0.100] | 4/4 |" in text
@@ -452,5 +454,5 @@ def test_a_higher_mean_within_the_paired_interval_is_not_called_worse(bench, tmp
     text = path.read_text()
     assert ("w/o ASLM: AbsRel 0.229 vs DASP (dasp_ref) 0.225 — worse on the mean only, NOT "
             "beyond the paired interval in every run (paired: worse beyond the interval in 0/1 "
-            "runs).") in text
+            "runs; on metric RMSE, which the verdict does not use, in 0/1).") in text
     assert "as hoped" not in text
