@@ -520,16 +520,14 @@ def paired_against(out: Path, seeds: Sequence[int], full: str, others: Sequence[
     return rows
 
 
-def adversarial_branch_table(out: Path, seeds: Optional[Sequence[int]] = None) -> List[str]:
+def adversarial_branch_table(out: Path, seeds: Sequence[int]) -> List[str]:
     """Markdown lines: the SPLB adversarial branch on its own, night-only − DASP w/o 3D loss
     (``no_3d``: the same runs as night-only plus the discriminator), paired per drive on the
-    test and the validation drives, for every day model (``out/seedK``) where both ran.
+    test and the validation drives, for each of ``seeds`` (day models, ``out/seedK``) where both ran.
     Positive = night-only is worse, i.e. the branch helps. Empty when no pair exists.
 
     The main paired tables compare everything with full DASP; this one isolates the branch the
     method is named for, so a reader can tell its effect from the 3D loss's."""
-    if seeds is None:
-        seeds = sorted(int(d.name[4:]) for d in out.glob("seed*") if d.name[4:].isdigit())
     rows = []
     for folder, drives in (("eval_night", "test"), ("eval_night_val", "validation")):
         for _, seed, d_abs, d_rmse in paired_against(out, seeds, "no_3d", ["night_selfsup"],
@@ -674,7 +672,7 @@ def write_report(args, results, timings, wall, path: Path, argv,
                   "| variant | seed | AbsRel (median-scaled) | metric RMSE m | drives where "
                   "full DASP has the lower AbsRel |", "|---|---|---:|---:|---:|"]
         lines += _paired_rows(paired_val)
-    lines += adversarial_branch_table(out) if out is not None else []
+    lines += adversarial_branch_table(out, all_seeds) if out is not None else []
     lines += ["", "## Goals", ""]
     both = common_means(results, full, "night_selfsup")
     if both:

@@ -368,12 +368,12 @@ def test_the_adversarial_branch_is_paired_with_night_only_on_its_own(bench, tmp_
     for v, vals in {"no_3d": base + 0.01, "night_selfsup": base}.items():
         write_eval(out / "seed0" / v / "eval_night_val" / "eval.json", vals[:8])
     write_eval(out / "seed1" / "night_selfsup" / "eval_night" / "eval.json", base)
-    lines = bench.adversarial_branch_table(out)
+    lines = bench.adversarial_branch_table(out, [0, 1])
     text = "\n".join(lines)
     assert "| 0 | test | +0.020 [+0.020, +0.020] | +0.200 [+0.200, +0.200] | 0/4 |" in text
     assert "| 0 | validation | -0.010 [-0.010, -0.010] |" in text and "| 2/2 |" in text
     assert "| 1 |" not in text
-    assert bench.adversarial_branch_table(tmp_path / "empty") == []
+    assert bench.adversarial_branch_table(tmp_path / "empty", [0, 1]) == []
     results = {v: {0: _scores(0.25)} for v in ("dasp_ref", "no_3d", "night_selfsup")}
     path = tmp_path / "bench.md"
     bench.write_report(_args(seeds=[0], full="dasp_ref"), results, {}, 1.0, path, [], out=out)
