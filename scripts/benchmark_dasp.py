@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shlex
@@ -64,11 +65,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 if TYPE_CHECKING:
     from dasp_core.eval.paired import PairedDifference
+    from dasp_core.eval.result import EvalResult, ScoreSet
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dasp_core.eval.cli import eval_argv  # noqa: E402
+from dasp_core.eval.report import load_result  # noqa: E402
 from dasp_core.train.recipes import NIGHT_RECIPES, RECIPE_LABELS  # noqa: E402
 
 LABELS = {"day_only": "(a) day-only model",
@@ -223,17 +226,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ev_dir = out / f"seed{seed}" / name / f"eval_{domain}"
         run_eval(ckpt, f"synthetic-{domain}-test", args.eval_sequences, ev_dir, name, 2,
                  ["--max-images", str(args.eval_frames)] if args.eval_frames else [])
-        res = json.loads((ev_dir / "eval.json").read_text())
-        res = res["results"][0] if "results" in res else res
-        scores = res["scores"]
-        out_d = {k: float(scores["median"]["metrics"][k]) for k in METRICS}
-        if "metric" in scores:
-            out_d["metric_abs_rel"] = float(scores["metric"]["metrics"]["abs_rel"])
-        for region, m in scores["median"].get("per_region", {}).items():
-            out_d[f"region_{region}_abs_rel"] = float(m["abs_rel"])
-        if domain == "night":
-            out_d.update(spread_of(scores))
-        return out_d
+        return score_row(load_result(ev_dir / "eval.json")[0], spread=domain == "night")
 
     results: Dict[str, Dict[int, Dict[str, float]]] = {}
     n_jobs = len(args.seeds) * (1 + len(args.variants))
@@ -356,15 +349,28 @@ def reference_scores(n_sequences: int, prior_sequences: int = 8) -> Dict[str, Di
     return {k: {m: float(v) for m, v in mean_metrics(rows).items()} for k, rows in per.items()}
 
 
-def spread_of(scores: Dict[str, Any]) -> Dict[str, float]:
+def score_row(result: "EvalResult", spread: bool = True) -> Dict[str, float]:
+    """One results.json cell from a ``dasp eval`` result: the median-scaled metrics, the
+    metric-mode AbsRel (no median scaling) when it was computed, the per-region AbsRel and,
+    with ``spread``, the collapse check of :func:`spread_of`."""
+    med = result.scores["median"]
+    row = {k: float(med.metrics[k]) for k in METRICS}
+    if "metric" in result.scores:
+        row["metric_abs_rel"] = float(result.scores["metric"].metrics["abs_rel"])
+    for region, m in med.per_region.items():
+        row[f"region_{region}_abs_rel"] = float(m["abs_rel"])
+    if spread:
+        row.update(spread_of(med))
+    return row
+
+
+def spread_of(median: "ScoreSet") -> Dict[str, float]:
     """The collapse check, from ``dasp eval``'s own pooled depth spread (all scored pixels of
     the test frames, median-scaled mode; :mod:`dasp_core.eval.spread`): predicted and
     ground-truth p98/p2 and the log-depth correlation (0 for a constant prediction, whose
     correlation is undefined, as the benchmark's first definition had it). Empty for an
     eval.json written before the spread existed."""
-    import math
-
-    sp = scores["median"].get("spread") or {}
+    sp = median.spread
     if not sp:
         return {}
     corr = sp.get("log_corr")
@@ -492,7 +498,6 @@ def paired_against(out: Path, seeds: Sequence[int], full: str, others: Sequence[
 
     from dasp_core.errors import ConfigError
     from dasp_core.eval.paired import paired_difference
-    from dasp_core.eval.report import load_result
 
     def per_image(variant: str, seed: int) -> Optional[list]:
         path = out / f"seed{seed}" / variant / folder / "eval.json"

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from dasp_core.eval import EvalResult, ScoreSet, get_protocol
+from dasp_core.eval.report import write_json
 from script_loader import load_script
 from test_eval_paired import write_eval
 
@@ -145,15 +147,43 @@ def test_exposure_checkpoint_keeps_weights_and_sets_the_input_normalisation(benc
         assert not torch.equal(loaded(x)[0], net(x)[0])
 
 
-def test_spread_of_reads_the_pooled_spread_from_eval_json(bench):
+def _eval_json(tmp_path: Path, spread: dict, metric: bool = True) -> Path:
+    """An eval.json as ``dasp eval`` writes it (NaN as null), with a region and a spread."""
+    med = ScoreSet(True, _scores(0.21), per_region={"dark": dict(_scores(0.3), n_images=4)},
+                   spread=spread)
+    scores = {"median": med}
+    if metric:
+        scores["metric"] = ScoreSet(False, _scores(0.25))
+    return write_json(EvalResult(protocol=get_protocol("synthetic"), label="m",
+                                 primary="median", scores=scores, n_images=4),
+                      tmp_path / "eval_night" / "eval.json")
+
+
+def test_spread_of_reads_the_pooled_spread_from_eval_json(bench, tmp_path):
     sp = {"pred_ratio": 9.0, "gt_ratio": 18.0, "log_corr": 0.9}
-    assert bench.spread_of({"median": {"spread": sp}}) == {
+    med = bench.load_result(_eval_json(tmp_path, sp))[0].scores["median"]
+    assert bench.spread_of(med) == {
         "spread": 9.0, "gt_spread": 18.0, "log_corr": 0.9, "spread_pooled": 1.0}
     # a constant prediction has no correlation: 0, as the first definition reported it
     # (eval.json writes the NaN as null)
-    flat = bench.spread_of({"median": {"spread": dict(sp, log_corr=None)}})
-    assert flat["log_corr"] == 0.0
-    assert bench.spread_of({"median": {"metrics": {}}}) == {}
+    flat = bench.load_result(_eval_json(tmp_path, dict(sp, log_corr=float("nan"))))[0]
+    assert flat.scores["median"].spread["log_corr"] is None
+    assert bench.spread_of(flat.scores["median"])["log_corr"] == 0.0
+    old = bench.load_result(_eval_json(tmp_path, {}))[0]   # written before the spread existed
+    assert bench.spread_of(old.scores["median"]) == {}
+
+
+def test_score_row_is_the_results_cell_of_one_evaluation(bench, tmp_path):
+    sp = {"pred_ratio": 9.0, "gt_ratio": 18.0, "log_corr": 0.9}
+    res = bench.load_result(_eval_json(tmp_path, sp))[0]
+    row = bench.score_row(res)
+    assert {k: row[k] for k in bench.METRICS} == _scores(0.21)
+    assert row["metric_abs_rel"] == 0.25 and row["region_dark_abs_rel"] == 0.3
+    assert row["spread"] == 9.0 and row["log_corr"] == 0.9
+    day = bench.score_row(bench.load_result(_eval_json(tmp_path, sp, metric=False))[0],
+                          spread=False)   # the day model on day frames: no collapse check
+    assert "metric_abs_rel" not in day and "spread" not in day
+    assert day["abs_rel"] == 0.21
 
 
 def test_results_of_several_invocations_merge_cell_by_cell(bench, tmp_path):
@@ -224,9 +254,11 @@ def _fake_dasp(bench, monkeypatch, commands: list) -> None:
         if "train" in cmd:
             (out / "final.pt").write_text("trained")
         else:
-            metrics = dict(_scores(0.3))
-            (out / "eval.json").write_text(json.dumps(
-                {"scores": {"median": {"metrics": metrics}, "metric": {"metrics": metrics}}}))
+            scores = {"median": ScoreSet(True, _scores(0.3)),
+                      "metric": ScoreSet(False, _scores(0.3))}
+            write_json(EvalResult(protocol=get_protocol("synthetic"), label="m",
+                                  primary="median", scores=scores, n_images=2),
+                       out / "eval.json")
         return 1.0
 
     monkeypatch.setattr(bench, "sh", fake_sh)
