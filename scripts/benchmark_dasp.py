@@ -79,6 +79,9 @@ LABELS = {"day_only": "(a) day-only model",
 # full variant -> its ablations (what "each ablation worse than full DASP" compares)
 ABLATIONS: Dict[str, Tuple[str, ...]] = {"dasp": ("no_stlm", "no_aslm", "no_3d"),
                                          "dasp_ref": ("ref_no_stlm", "ref_no_aslm", "no_3d")}
+# baselines the full variant is also paired with on the same frames (when their runs exist):
+# the single-map adversarial prior DASP's temporal one is meant to beat, and no prior at all
+PAIRED_BASELINES = ("rnw", "night_selfsup")
 REF_LABELS = {"constant": "reference: constant depth (image-blind)",
               "pixel_prior": "reference: per-pixel day-GT median (image-blind)"}
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -655,8 +658,8 @@ def write_report(args, results, timings, wall, path: Path, argv,
                 f"{results[full][s]['abs_rel'] / results['night_selfsup'][s]['abs_rel']:.3f}"
                 if s in results[full] and s in results["night_selfsup"] else "–"
                 for s in all_seeds) + " |")
-    paired = paired_against(out, all_seeds, full, list(ABLATIONS[full]) + ["night_selfsup"]) \
-        if out is not None else []
+    pair_with = list(ABLATIONS[full]) + list(PAIRED_BASELINES)
+    paired = paired_against(out, all_seeds, full, pair_with) if out is not None else []
     if paired:
         # A mean over a few seeds cannot tell a tie from a loss; the same frames scored by
         # both models can, within one seed (the interval covers test drives, not training).
@@ -666,8 +669,8 @@ def write_report(args, results, timings, wall, path: Path, argv,
                   "| variant | seed | AbsRel (median-scaled) | metric RMSE m | drives where "
                   "full DASP has the lower AbsRel |", "|---|---|---:|---:|---:|"]
         lines += _paired_rows(paired)
-    paired_val = paired_against(out, all_seeds, full, list(ABLATIONS[full]) + ["night_selfsup"],
-                                "eval_night_val") if out is not None else []
+    paired_val = (paired_against(out, all_seeds, full, pair_with, "eval_night_val")
+                  if out is not None else [])
     if paired_val:
         n_drives = paired_val[0][2].n_groups
         lines += ["", f"The same pairs on {n_drives} night *validation* drives (`dasp eval "

@@ -337,7 +337,8 @@ def test_full_variant_picks_its_own_ablations_and_pairs_them_per_drive(bench, tm
     noise = np.tile([0.02, -0.02, 0.0, 0.0], 4)       # per-image, sums to 0 within each drive
     evals = {"dasp_ref": base, "ref_no_stlm": base + 0.01,    # worse on every drive
              "ref_no_aslm": base + noise,                      # a tie
-             "no_3d": base - 0.005, "night_selfsup": base}     # better
+             "no_3d": base - 0.005, "night_selfsup": base,     # better
+             "rnw": base + 0.02}                               # the single-map prior: worse
     out = tmp_path / "runs"
     for v, vals in evals.items():
         write_eval(out / "seed0" / v / "eval_night" / "eval.json", vals)
@@ -358,6 +359,9 @@ def test_full_variant_picks_its_own_ablations_and_pairs_them_per_drive(bench, tm
            "+0.100 [+0.100, +0.100] | 4/4 |" in text
     assert "| (e) DASP w/o 3D loss | 0 | -0.005 [-0.005, -0.005] | " \
            "-0.050 [-0.050, -0.050] | 0/4 |" in text
+    # the baseline DASP's temporal prior is meant to beat is paired too, not only ablations
+    assert "| (c) RNW-style single-map adversarial | 0 | +0.020 [+0.020, +0.020] | " \
+           "+0.200 [+0.200, +0.200] | 4/4 |" in text
     rows = {v: (d_abs, d_rmse) for v, _, d_abs, d_rmse in
             bench.paired_against(out, [0], "dasp_ref", ["ref_no_aslm", "ref_no_stlm"])}
     d_abs = rows["ref_no_aslm"][0]                             # drive means tie exactly
