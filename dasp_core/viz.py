@@ -280,7 +280,16 @@ def _to_uint8_rgb(img: np.ndarray, i: int) -> np.ndarray:
     return a
 
 
-def _draw_label(img: np.ndarray, text: str) -> None:
+def draw_label(img: np.ndarray, text: str, corner: str = "top-left") -> None:
+    """Write ``text`` in white on a darkened box in one corner of ``img``, in place.
+
+    Args:
+        img: ``uint8 [H, W, 3]`` image; the text size follows ``H``.
+        text: ASCII text (other characters are drawn as ``?``).
+        corner: ``"top-left"`` or ``"bottom-left"``.
+    """
+    if corner not in ("top-left", "bottom-left"):
+        raise ConfigError("corner", corner, "top-left or bottom-left")
     # Hershey fonts only draw ASCII; other characters become '?' instead of garbage.
     text = text.encode("ascii", "replace").decode("ascii")
     h = img.shape[0]
@@ -290,10 +299,13 @@ def _draw_label(img: np.ndarray, text: str) -> None:
     (tw, th), base = cv2.getTextSize(text, font, scale, thick)
     pad = max(2, int(round(4 * scale)))
     x1 = min(img.shape[1], tw + 2 * pad)
-    y1 = min(h, th + base + 2 * pad)
+    box_h = min(h, th + base + 2 * pad)
+    y0 = 0 if corner == "top-left" else h - box_h
     # darken a box behind the text so it reads on any background
-    img[:y1, :x1] = (img[:y1, :x1].astype(np.uint16) * 3 // 10).astype(np.uint8)
-    cv2.putText(img, text, (pad, pad + th), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    img[y0:y0 + box_h, :x1] = (img[y0:y0 + box_h, :x1].astype(np.uint16) * 3 // 10
+                               ).astype(np.uint8)
+    cv2.putText(img, text, (pad, y0 + pad + th), font, scale, (255, 255, 255), thick,
+                cv2.LINE_AA)
 
 
 def make_strip(images: Sequence[np.ndarray], labels: Optional[Sequence[str]] = None,
@@ -339,7 +351,7 @@ def make_strip(images: Sequence[np.ndarray], labels: Optional[Sequence[str]] = N
         else:
             im = im.copy()
         if labels is not None and labels[i]:
-            _draw_label(im, str(labels[i]))
+            draw_label(im, str(labels[i]))
         tiles.append(im)
         if gap and i < len(imgs) - 1:
             gshape = (gap, target, 3) if vertical else (target, gap, 3)
