@@ -360,6 +360,7 @@ def score_row(result: "EvalResult", spread: bool = True) -> Dict[str, float]:
     row = {k: float(med.metrics[k]) for k in METRICS}
     if "metric" in result.scores:
         row["metric_abs_rel"] = float(result.scores["metric"].metrics["abs_rel"])
+        row["metric_rmse"] = float(result.scores["metric"].metrics["rmse"])
     for region, m in med.per_region.items():
         row[f"region_{region}_abs_rel"] = float(m["abs_rel"])
     if spread:
@@ -389,6 +390,29 @@ def _mean_std(vals: Sequence[float]) -> str:
     return f"{a.mean():.3f} ± {a.std():.3f}" if a.size > 1 else f"{a.mean():.3f}"
 
 
+def eval_file(out: Path, cell: str, seed: int) -> Path:
+    """The eval.json behind results.json's cell ``cell`` of ``seed``: the day model's night
+    and day test evaluations for ``day_only`` / ``day_on_day``, ``RUN/eval_night`` else."""
+    run, domain = {"day_only": ("day", "night"), "day_on_day": ("day", "day")}.get(
+        cell, (cell, "night"))
+    return out / f"seed{seed}" / run / f"eval_{domain}" / "eval.json"
+
+
+def refresh_cells(out: Path, results: Dict[str, Dict[int, Dict[str, float]]]) -> int:
+    """Re-read every cell of ``results`` whose eval.json is in ``out`` (in place), so that a
+    report rebuilt with ``--report-only`` shows the columns this version reads even for runs
+    scored before it read them; cells without their eval file stay as saved. Returns how
+    many cells were re-read."""
+    n = 0
+    for cell, per_seed in results.items():
+        for seed, row in per_seed.items():
+            path = eval_file(out, cell, seed)
+            if path.is_file():
+                row.update(score_row(load_result(path)[0], spread=cell != "day_on_day"))
+                n += 1
+    return n
+
+
 def rebuild_report(args, argv) -> int:
     """``--report-only``: the report of the runs in ``--out`` from their results.json."""
     out = (ROOT / args.out).resolve()
@@ -396,6 +420,7 @@ def rebuild_report(args, argv) -> int:
     # JSON keys are strings; keep only the seeds asked for
     results = {v: {int(s): r for s, r in per_seed.items() if int(s) in args.seeds}
                for v, per_seed in saved["results"].items()}
+    refresh_cells(out, results)
     reused = {}
     second_nights = sorted({k for k in results if k.startswith("nightseed")})
     for v in ["day"] + list(args.variants) + second_nights:
@@ -601,10 +626,11 @@ def write_report(args, results, timings, wall, path: Path, argv,
         f"(reserved test seeds 10 000+, never rendered in training), protocol `synthetic` "
         f"(GT valid in (0.001, 80) m, per-image median scaling, per-image averaging). "
         f"Mean ± std over seeds.", "",
-        "| variant | " + " | ".join(METRICS) + " | metric AbsRel (no median) | dark AbsRel | "
-        "lit AbsRel | moving AbsRel | depth spread p98/p2 | log-depth corr |",
-        "|---|" + "---|" * (len(METRICS) + 6)]
-    extra_cols = ("metric_abs_rel", "region_dark_abs_rel", "region_lit_abs_rel",
+        "| variant | " + " | ".join(METRICS) + " | metric AbsRel (no median) | metric RMSE m "
+        "(no median) | dark AbsRel | lit AbsRel | moving AbsRel | depth spread p98/p2 | "
+        "log-depth corr |",
+        "|---|" + "---|" * (len(METRICS) + 7)]
+    extra_cols = ("metric_abs_rel", "metric_rmse", "region_dark_abs_rel", "region_lit_abs_rel",
                   "region_moving_abs_rel", "spread", "log_corr")
     means: Dict[str, float] = {}
     all_seeds = sorted({s for v in order for s in results.get(v, {})})
@@ -625,7 +651,7 @@ def write_report(args, results, timings, wall, path: Path, argv,
     for ref in ("constant", "pixel_prior"):
         if ref in refs:
             row = [REF_LABELS[ref]] + [f"{refs[ref][k]:.3f}" for k in METRICS]
-            row += ["–"] * 4 + (["1.000", "0"] if ref == "constant" else ["–", "–"])
+            row += ["–"] * 5 + (["1.000", "0"] if ref == "constant" else ["–", "–"])
             lines.append("| " + " | ".join(row) + " |")
     if gt_spread:
         older = sum(1 for v in order for r in results.get(v, {}).values()

@@ -147,7 +147,8 @@ def test_exposure_checkpoint_keeps_weights_and_sets_the_input_normalisation(benc
         assert not torch.equal(loaded(x)[0], net(x)[0])
 
 
-def _eval_json(tmp_path: Path, spread: dict, metric: bool = True) -> Path:
+def _eval_json(tmp_path: Path, spread: dict, metric: bool = True,
+               folder: str = "eval_night") -> Path:
     """An eval.json as ``dasp eval`` writes it (NaN as null), with a region and a spread."""
     med = ScoreSet(True, _scores(0.21), per_region={"dark": dict(_scores(0.3), n_images=4)},
                    spread=spread)
@@ -156,7 +157,7 @@ def _eval_json(tmp_path: Path, spread: dict, metric: bool = True) -> Path:
         scores["metric"] = ScoreSet(False, _scores(0.25))
     return write_json(EvalResult(protocol=get_protocol("synthetic"), label="m",
                                  primary="median", scores=scores, n_images=4),
-                      tmp_path / "eval_night" / "eval.json")
+                      tmp_path / folder / "eval.json")
 
 
 def test_spread_of_reads_the_pooled_spread_from_eval_json(bench, tmp_path):
@@ -179,11 +180,29 @@ def test_score_row_is_the_results_cell_of_one_evaluation(bench, tmp_path):
     row = bench.score_row(res)
     assert {k: row[k] for k in bench.METRICS} == _scores(0.21)
     assert row["metric_abs_rel"] == 0.25 and row["region_dark_abs_rel"] == 0.3
+    assert row["metric_rmse"] == 2.0
     assert row["spread"] == 9.0 and row["log_corr"] == 0.9
     day = bench.score_row(bench.load_result(_eval_json(tmp_path, sp, metric=False))[0],
                           spread=False)   # the day model on day frames: no collapse check
     assert "metric_abs_rel" not in day and "spread" not in day
     assert day["abs_rel"] == 0.21
+
+
+def test_report_only_rereads_cells_from_their_eval_files(bench, tmp_path):
+    out = tmp_path / "runs"
+    sp = {"pred_ratio": 9.0, "gt_ratio": 18.0, "log_corr": 0.9}
+    for run, domain in (("dasp_ref", "night"), ("day", "night"), ("day", "day")):
+        _eval_json(out / "seed1" / run, sp, folder=f"eval_{domain}")
+    assert bench.eval_file(out, "day_on_day", 1) == out / "seed1/day/eval_day/eval.json"
+    assert bench.eval_file(out, "day_only", 1) == out / "seed1/day/eval_night/eval.json"
+    stale = {"abs_rel": 0.9, "kept": 1.0}          # written before metric_rmse was read
+    results = {"dasp_ref": {1: dict(stale)}, "day_only": {1: dict(stale)},
+               "day_on_day": {1: dict(stale)}, "rnw": {1: dict(stale)}}
+    assert bench.refresh_cells(out, results) == 3
+    assert results["dasp_ref"][1]["abs_rel"] == 0.21 and results["dasp_ref"][1]["kept"] == 1.0
+    assert results["dasp_ref"][1]["metric_rmse"] == 2.0 and "spread" in results["day_only"][1]
+    assert "spread" not in results["day_on_day"][1]     # the day test has no collapse check
+    assert results["rnw"][1] == stale                  # no eval file: the saved cell stays
 
 
 def test_results_of_several_invocations_merge_cell_by_cell(bench, tmp_path):
