@@ -354,8 +354,8 @@ def reference_scores(n_sequences: int, prior_sequences: int = 8) -> Dict[str, Di
 
 def score_row(result: "EvalResult", spread: bool = True) -> Dict[str, float]:
     """One results.json cell from a ``dasp eval`` result: the median-scaled metrics, the
-    metric-mode AbsRel (no median scaling) when it was computed, the per-region AbsRel and,
-    with ``spread``, the collapse check of :func:`spread_of`."""
+    metric-mode AbsRel and RMSE (no median scaling; metres) when they were computed, the
+    per-region AbsRel and, with ``spread``, the collapse check of :func:`spread_of`."""
     med = result.scores["median"]
     row = {k: float(med.metrics[k]) for k in METRICS}
     if "metric" in result.scores:
@@ -401,15 +401,22 @@ def eval_file(out: Path, cell: str, seed: int) -> Path:
 def refresh_cells(out: Path, results: Dict[str, Dict[int, Dict[str, float]]]) -> int:
     """Re-read every cell of ``results`` whose eval.json is in ``out`` (in place), so that a
     report rebuilt with ``--report-only`` shows the columns this version reads even for runs
-    scored before it read them; cells without their eval file stay as saved. Returns how
-    many cells were re-read."""
+    scored before it read them; cells without their eval file, or with one an older
+    ``dasp eval`` wrote, stay as saved. Returns how many cells were re-read."""
+    from dasp_core.errors import ConfigError
+
     n = 0
     for cell, per_seed in results.items():
         for seed, row in per_seed.items():
             path = eval_file(out, cell, seed)
-            if path.is_file():
-                row.update(score_row(load_result(path)[0], spread=cell != "day_on_day"))
-                n += 1
+            if not path.is_file():
+                continue
+            try:
+                result = load_result(path)[0]
+            except ConfigError:   # a format this version no longer reads: keep the saved cell
+                continue
+            row.update(score_row(result, spread=cell != "day_on_day"))
+            n += 1
     return n
 
 

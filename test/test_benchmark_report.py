@@ -203,6 +203,10 @@ def test_report_only_rereads_cells_from_their_eval_files(bench, tmp_path):
     assert results["dasp_ref"][1]["metric_rmse"] == 2.0 and "spread" in results["day_only"][1]
     assert "spread" not in results["day_on_day"][1]     # the day test has no collapse check
     assert results["rnw"][1] == stale                  # no eval file: the saved cell stays
+    old = out / "seed1" / "rnw" / "eval_night" / "eval.json"   # an older eval.json layout
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"results": [{"scores": {}}]}))
+    assert bench.refresh_cells(out, results) == 3 and results["rnw"][1] == stale
 
 
 def test_results_of_several_invocations_merge_cell_by_cell(bench, tmp_path):
