@@ -288,8 +288,7 @@ def draw_label(img: np.ndarray, text: str, corner: str = "top-left") -> None:
         text: ASCII text (other characters are drawn as ``?``).
         corner: ``"top-left"`` or ``"bottom-left"``.
     """
-    if corner not in ("top-left", "bottom-left"):
-        raise ConfigError("corner", corner, "top-left or bottom-left")
+    check_choice("corner", corner, ("top-left", "bottom-left"))
     # Hershey fonts only draw ASCII; other characters become '?' instead of garbage.
     text = text.encode("ascii", "replace").decode("ascii")
     h = img.shape[0]

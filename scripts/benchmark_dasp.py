@@ -225,11 +225,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 samples=samples, threads=args.threads, extra=extra),
                ev_dir / "benchmark.log", env)
 
-    def evaluate(name: str, seed: int, ckpt: Path, domain: str = "night") -> Dict[str, float]:
-        ev_dir = out / f"seed{seed}" / name / f"eval_{domain}"
-        run_eval(ckpt, f"synthetic-{domain}-test", args.eval_sequences, ev_dir, name, 2,
+    def evaluate(cell: str, seed: int, ckpt: Path) -> Dict[str, float]:
+        path = eval_file(out, cell, seed)
+        run_eval(ckpt, f"synthetic-{eval_domain(path)}-test", args.eval_sequences, path.parent,
+                 path.parent.parent.name, 2,
                  ["--max-images", str(args.eval_frames)] if args.eval_frames else [])
-        return score_row(load_result(ev_dir / "eval.json")[0], spread=domain == "night")
+        return read_cell(path)
 
     results: Dict[str, Dict[int, Dict[str, float]]] = {}
     n_jobs = len(args.seeds) * (1 + len(args.variants))
@@ -241,8 +242,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def seed_pipeline_day(seed: int) -> Path:
         ckpt = train("day", seed, ["train.stage=day"], args.day_steps)
-        results.setdefault("day_only", {})[seed] = evaluate("day", seed, ckpt)
-        results.setdefault("day_on_day", {})[seed] = evaluate("day", seed, ckpt, "day")
+        results.setdefault("day_only", {})[seed] = evaluate("day_only", seed, ckpt)
+        results.setdefault("day_on_day", {})[seed] = evaluate("day_on_day", seed, ckpt)
         day_exposure = override_value(args.extra, "model.depth.exposure") or "none"
         if night_exposure and night_exposure != day_exposure:
             derived = exposure_checkpoint(ckpt, night_exposure,
@@ -398,6 +399,17 @@ def eval_file(out: Path, cell: str, seed: int) -> Path:
     return out / f"seed{seed}" / run / f"eval_{domain}" / "eval.json"
 
 
+def eval_domain(path: Path) -> str:
+    """``"night"`` or ``"day"``: the test set of an :func:`eval_file` path."""
+    return path.parent.name[len("eval_"):]
+
+
+def read_cell(path: Path) -> Dict[str, float]:
+    """The results.json cell of the :func:`eval_file` ``path`` (:func:`score_row`; the
+    collapse check only for night test sets)."""
+    return score_row(load_result(path)[0], spread=eval_domain(path) == "night")
+
+
 def refresh_cells(out: Path, results: Dict[str, Dict[int, Dict[str, float]]]) -> int:
     """Re-read every cell of ``results`` whose eval.json is in ``out`` (in place), so that a
     report rebuilt with ``--report-only`` shows the columns this version reads even for runs
@@ -412,10 +424,9 @@ def refresh_cells(out: Path, results: Dict[str, Dict[int, Dict[str, float]]]) ->
             if not path.is_file():
                 continue
             try:
-                result = load_result(path)[0]
+                row.update(read_cell(path))
             except ConfigError:   # a format this version no longer reads: keep the saved cell
                 continue
-            row.update(score_row(result, spread=cell != "day_on_day"))
             n += 1
     return n
 
