@@ -78,6 +78,39 @@ def test_odometry_poses_warp_a_real_drive_exactly(drive_clips):
         assert e_warp < 0.7 * e_ident and e_warp < 0.7 * e_wrong
 
 
+@pytest.mark.parametrize("baseline", [2, 3])
+def test_odometry_poses_warp_exactly_over_wider_baselines(baseline):
+    """``data.offsets=[0,-b,b]``: the sources b frames away still warp onto the target with
+    ground-truth depth, and the far range moves more pixels than at b = 1 (the reason to
+    widen the baseline: docs/parallax_probe.md)."""
+    from dasp_core.geometry import reproject_pixels, warp_image
+
+    cfg = SyntheticConfig(height=64, width=192)
+    motion = {}
+    for b in (1, baseline):
+        ds = SyntheticClipDataset("day", seeds=[3], frames_per_sequence=30, cfg=cfg,
+                                  offsets=(0, -b, b))
+        batch = collate_clips([ds[20 - b]])  # target frame 20 (cruising) for every b
+        T, _ = odometry_poses(batch["poses"], batch["has_poses"], 0, (1, 2))
+        depth = batch["depth"].clamp(min=0.1)
+        depth[batch["depth"] <= 0] = 1000.0
+        tgt = batch["frames"][:, 0]
+        for i, Ts in zip((1, 2), T):
+            warped, valid = warp_image(batch["frames"][:, i], depth, Ts, batch["K"])
+            e_warp = photometric_error(warped, tgt)[valid].mean()
+            e_ident = photometric_error(batch["frames"][:, i], tgt)[valid].mean()
+            assert e_warp < 0.7 * e_ident
+        far = (batch["depth"] > 30) & (batch["depth"] < 80)
+        pix, _ = reproject_pixels(depth, T[0], batch["K"])
+        H, W = depth.shape[-2:]
+        ys, xs = torch.meshgrid(torch.arange(H) + 0.0, torch.arange(W) + 0.0, indexing="ij")
+        moved = ((pix[:, 0] - xs) ** 2 + (pix[:, 1] - ys) ** 2).sqrt()[:, None]
+        motion[b] = float(moved[far].median())
+    # the translational parallax grows ~ b; the body's pitch (rotation, no parallax) does
+    # not, so the total image motion of far points grows less than b-fold
+    assert motion[baseline] > 1.5 * motion[1]
+
+
 def test_odometry_without_poses_names_the_fix():
     with pytest.raises(DatasetError, match="pose.source=posenet"):
         odometry_poses(torch.eye(4).expand(2, 3, 4, 4), torch.tensor([True, False]), 0, (1, 2))
