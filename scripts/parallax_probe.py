@@ -13,7 +13,7 @@ Reported per ground-truth distance bin (static pixels only; moving cars break th
 scene assumption whatever the depth):
 
 - ``tells``: fraction of pixels where the true depth has a lower loss than *both* wrong
-  depths (``gt × near`` and ``gt × far``); 0.5-ish means the loss cannot tell them apart;
+  depths (``gt × near`` and ``gt × far``); about 1/3 means the loss cannot tell them apart;
 - ``gap``: mean loss at the better wrong depth minus the mean loss at the true one (how
   strongly the loss pulls toward the truth; 0 = no pull);
 - ``parallax``: median image motion of the pixel between target and source, in pixels.
@@ -33,7 +33,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT))
 
 from dasp_core.data.sample import collate_clips  # noqa: E402
 from dasp_core.data.synthetic import SyntheticClipDataset, SyntheticConfig  # noqa: E402
-from dasp_core.geometry import reproject_pixels, warp_image  # noqa: E402
-from dasp_core.losses import photometric_error  # noqa: E402
+from dasp_core.geometry import pixel_grid, reproject_pixels, warp_image  # noqa: E402
+from dasp_core.losses import min_reprojection_loss  # noqa: E402
 from dasp_core.runtime.bench import cpu_model  # noqa: E402
 from dasp_core.train.poses import odometry_poses  # noqa: E402
 
@@ -53,8 +53,10 @@ BINS = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0), (40.0, 80.0))
 
 
 def min_error(frames: torch.Tensor, depth: torch.Tensor, K: torch.Tensor,
-              T_s_t: Sequence[torch.Tensor], sources: Sequence[int]) -> torch.Tensor:
-    """Per-pixel minimum over sources of the photometric error of the warp with ``depth``.
+              T_s_t: Sequence[torch.Tensor], sources: Sequence[int]
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The training loss's per-pixel minimum over sources for the warp with ``depth``
+    (:func:`~dasp_core.losses.min_reprojection_loss` without auto-masking).
 
     Args:
         frames: ``[B, T, 3, H, W]`` clip in [0, 1]; index 0 is the target.
@@ -63,14 +65,20 @@ def min_error(frames: torch.Tensor, depth: torch.Tensor, K: torch.Tensor,
         T_s_t: per source, ``[B, 4, 4]`` target → source transform.
         sources: frame index of each source in ``frames``.
     Returns:
-        ``[B, 1, H, W]`` error; +inf where no source sees the pixel.
+        ``(error [B, 1, H, W], seen [B, 1, H, W] bool)``: ``seen`` where some source sees
+        the pixel.
     """
-    errs = []
-    for i, T in zip(sources, T_s_t):
-        warped, valid = warp_image(frames[:, i], depth, T, K)
-        e = photometric_error(warped, frames[:, 0])
-        errs.append(torch.where(valid, e, torch.full_like(e, float("inf"))))
-    return torch.stack(errs).min(0).values
+    warps = [warp_image(frames[:, i], depth, T, K) for i, T in zip(sources, T_s_t)]
+    _, err, seen = min_reprojection_loss(frames[:, 0], [w for w, _ in warps], [],
+                                         [v for _, v in warps], automask=False)
+    return err, seen
+
+
+def image_motion(depth: torch.Tensor, T_s_t: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, H, W]`` distance in pixels each target pixel moves to the source view."""
+    pix, _ = reproject_pixels(depth, T_s_t, K)
+    grid = pixel_grid(*depth.shape[-2:], device=depth.device, dtype=depth.dtype)[:, :2]
+    return (pix - grid).norm(dim=1, keepdim=True)
 
 
 def _shared_target(t: int, b_max: int, n_frames: int, stride: int) -> bool:
@@ -109,21 +117,18 @@ def probe(domain: str, seeds: Sequence[int], baselines: Sequence[int], frames_pe
             batch = collate_clips([ds[idx]])
             frames, K, gt = batch["frames"], batch["K"], batch["depth"]  # [1,T,3,H,W], [1,1,H,W]
             T_s_t, _ = odometry_poses(batch["poses"], batch["has_poses"], 0, (1, 2))
-            static = ~batch["mask_moving"] if "mask_moving" in batch else torch.ones_like(
-                gt, dtype=torch.bool)
+            static = ~batch.get("mask_moving", torch.zeros_like(gt, dtype=torch.bool))
             dark = batch.get("mask_dark", torch.zeros_like(gt, dtype=torch.bool))
-            ok = (gt > 0.1) & (gt < 80.0) & static
-            d = torch.where(gt > 0, gt, torch.full_like(gt, 1000.0))
+            d = torch.where(gt > 0, gt, torch.full_like(gt, 1000.0))  # sky: far away
             with torch.no_grad():
-                e_gt = min_error(frames, d, K, T_s_t, (1, 2))
-                e_near = min_error(frames, d * near, K, T_s_t, (1, 2))
-                e_far = min_error(frames, d * far, K, T_s_t, (1, 2))
-                pix, _ = reproject_pixels(d, T_s_t[0], K)
-            H, W = gt.shape[-2:]
-            ys, xs = torch.meshgrid(torch.arange(H) + 0.0, torch.arange(W) + 0.0, indexing="ij")
-            motion = ((pix[:, 0] - xs) ** 2 + (pix[:, 1] - ys) ** 2).sqrt()[:, None]
-            seen = ok & torch.isfinite(e_gt) & torch.isfinite(e_near) & torch.isfinite(e_far)
-            wrong = torch.minimum(e_near, e_far)
+                e_gt, s_gt = min_error(frames, d, K, T_s_t, (1, 2))
+                e_near, s_near = min_error(frames, d * near, K, T_s_t, (1, 2))
+                e_far, s_far = min_error(frames, d * far, K, T_s_t, (1, 2))
+                motion = image_motion(d, T_s_t[0], K)
+            seen = (gt > 0.1) & (gt < 80.0) & static & s_gt & s_near & s_far
+            truth_wins = (e_gt < e_near) & (e_gt < e_far)
+            near_wins = (e_near < e_gt) & (e_near <= e_far)
+            gap = torch.minimum(e_near, e_far) - e_gt
             for lo, hi in BINS:
                 m = seen & (gt >= lo) & (gt < hi)
                 n = int(m.sum())
@@ -131,12 +136,11 @@ def probe(domain: str, seeds: Sequence[int], baselines: Sequence[int], frames_pe
                     continue
                 a = acc[(lo, hi)]
                 a["n"] += n
-                a["tells"] += int(((e_gt < e_near) & (e_gt < e_far) & m).sum())
-                a["gap"] += float((wrong - e_gt)[m].sum())
-                a["near_wins"] += int(((e_near < e_gt) & (e_near <= e_far) & m).sum())
-                md = m & dark
-                a["n_dark"] += int(md.sum())
-                a["tells_dark"] += int(((e_gt < e_near) & (e_gt < e_far) & md).sum())
+                a["tells"] += int(truth_wins[m].sum())
+                a["gap"] += float(gap[m].sum())
+                a["near_wins"] += int(near_wins[m].sum())
+                a["n_dark"] += int(dark[m].sum())
+                a["tells_dark"] += int(truth_wins[m & dark].sum())
                 a["par"].append(motion[m].numpy())
         out[b] = [{"bin": f"{lo:g}-{hi:g} m", "n": a["n"],
                    "tells": a["tells"] / max(a["n"], 1), "gap": a["gap"] / max(a["n"], 1),

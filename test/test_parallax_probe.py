@@ -3,6 +3,8 @@ and frame baseline (the diagnostic behind ``data.offsets``)."""
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 from script_loader import load_script
 
@@ -45,7 +47,7 @@ def test_by_day_the_loss_prefers_the_truth_and_more_so_with_a_wider_baseline(day
 
 
 def test_report_has_a_table_per_domain(script, day_probe):
-    args = script.main.__globals__["argparse"].Namespace(
+    args = argparse.Namespace(
         frames=30, stride=6, height=48, width=160, near=0.65, far=1.5, night_seeds=[1000],
         day_seeds=[3])
     text = script.report({"day": day_probe}, args, 1.0)

@@ -83,7 +83,7 @@ def test_odometry_poses_warp_exactly_over_wider_baselines(baseline):
     """``data.offsets=[0,-b,b]``: the sources b frames away still warp onto the target with
     ground-truth depth, and the far range moves more pixels than at b = 1 (the reason to
     widen the baseline: docs/parallax_probe.md)."""
-    from dasp_core.geometry import reproject_pixels, warp_image
+    from dasp_core.geometry import pixel_grid, reproject_pixels, warp_image
 
     cfg = SyntheticConfig(height=64, width=192)
     motion = {}
@@ -102,9 +102,7 @@ def test_odometry_poses_warp_exactly_over_wider_baselines(baseline):
             assert e_warp < 0.7 * e_ident
         far = (batch["depth"] > 30) & (batch["depth"] < 80)
         pix, _ = reproject_pixels(depth, T[0], batch["K"])
-        H, W = depth.shape[-2:]
-        ys, xs = torch.meshgrid(torch.arange(H) + 0.0, torch.arange(W) + 0.0, indexing="ij")
-        moved = ((pix[:, 0] - xs) ** 2 + (pix[:, 1] - ys) ** 2).sqrt()[:, None]
+        moved = (pix - pixel_grid(*depth.shape[-2:])[:, :2]).norm(dim=1, keepdim=True)
         motion[b] = float(moved[far].median())
     # the translational parallax grows ~ b; the body's pitch (rotation, no parallax) does
     # not, so the total image motion of far points grows less than b-fold
