@@ -7,7 +7,8 @@ factors (too near, too far), and asks per pixel whether the training loss (SSIM 
 minimum over the two sources, as ``min_reprojection_loss``) prefers the true depth. It does
 so for source pairs ``±b`` frames away (``data.offsets = [0, -b, b]``): a wider baseline
 gives a far point more pixels of parallax, so the loss should separate far depths better,
-at the price of more occlusion and out-of-view pixels for near ones.
+at the price of more occlusion and out-of-view pixels for near ones. A baseline ``1+3`` is
+both pairs at once (``data.offsets = [0, -3, -1, 1, 3]``, the minimum over four sources).
 
 Reported per ground-truth distance bin (static pixels only; moving cars break the static
 scene assumption whatever the depth):
@@ -20,7 +21,7 @@ scene assumption whatever the depth):
 
 Usage::
 
-    python scripts/parallax_probe.py --baselines 1 2 3 --out docs/parallax_probe.md
+    python scripts/parallax_probe.py --baselines 1 2 3 1+3 --out docs/parallax_probe.md
 
 Units: depth in metres, image motion in pixels at the render size (default 96x320, the CPU
 training size).
@@ -50,6 +51,26 @@ from dasp_core.runtime.bench import cpu_model  # noqa: E402
 from dasp_core.train.poses import odometry_poses  # noqa: E402
 
 BINS = ((0.0, 10.0), (10.0, 20.0), (20.0, 40.0), (40.0, 80.0))
+
+#: A baseline: one frame distance ``b`` (sources ``±b``) or several (sources ``±b`` for each).
+Baseline = int | Tuple[int, ...]
+
+
+def parse_baseline(text: str) -> Baseline:
+    """``"3"`` → ``3``; ``"1+3"`` → ``(1, 3)`` (sources ±1 and ±3)."""
+    try:
+        parts = sorted({int(t) for t in text.split("+")})
+    except ValueError:
+        parts = []
+    if not parts or parts[0] < 1:
+        raise argparse.ArgumentTypeError(
+            f"baseline {text!r}: a frame distance >= 1, or several joined by '+' (e.g. 1+3)")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def baseline_label(b: Baseline) -> str:
+    """``3`` → ``"±3"``, ``(1, 3)`` → ``"±1 ±3"``."""
+    return " ".join(f"±{d}" for d in ((b,) if isinstance(b, int) else b))
 
 
 def min_error(frames: torch.Tensor, depth: torch.Tensor, K: torch.Tensor,
@@ -87,24 +108,28 @@ def _shared_target(t: int, b_max: int, n_frames: int, stride: int) -> bool:
     return b_max <= t <= n_frames - 1 - b_max and (t - b_max) % stride == 0
 
 
-def probe(domain: str, seeds: Sequence[int], baselines: Sequence[int], frames_per_sequence: int,
-          stride: int, height: int, width: int, near: float, far: float,
-          cache_dir: str | None) -> Dict[int, List[Dict[str, float]]]:
-    """Per baseline (frames ``±b``), one dict per ground-truth distance bin of :data:`BINS`.
+def probe(domain: str, seeds: Sequence[int], baselines: Sequence[Baseline],
+          frames_per_sequence: int, stride: int, height: int, width: int, near: float,
+          far: float, cache_dir: str | None) -> Dict[Baseline, List[Dict[str, float]]]:
+    """Per baseline (frames ``±b``, or ``±b`` for each ``b`` of a tuple), one dict per
+    ground-truth distance bin of :data:`BINS`.
 
     Keys: ``bin``; ``n`` scored pixels; ``tells`` / ``near_wins``: fractions of them whose
     loss is lowest at the truth / at ``truth × near``; ``gap``: mean of (lower wrong-depth
     loss − loss at the truth); ``dark_share`` and ``tells_dark``: the same for the pixels
-    of the synthetic ``dark`` mask; ``parallax``: median image motion to source ``−b``, px.
+    of the synthetic ``dark`` mask; ``parallax``: median image motion to source ``−b`` (the
+    widest ``b`` of a tuple), px.
     ``near``, ``far``: factors on the true depth (metres); images ``height x width``.
     """
     cfg = SyntheticConfig(height=height, width=width)
-    out: Dict[int, List[Dict[str, float]]] = {}
-    b_max = max(baselines)
-    for b in baselines:
+    out: Dict[Baseline, List[Dict[str, float]]] = {}
+    dists = {b: (b,) if isinstance(b, int) else tuple(sorted(b)) for b in baselines}
+    b_max = max(max(d) for d in dists.values())
+    for b, ds_b in dists.items():
         # The same targets for every baseline: the widest baseline decides which frames
         # can be targets.
-        offsets = (0, -b, b)
+        offsets = (0,) + tuple(o for d in reversed(ds_b) for o in (-d, d))
+        sources = tuple(range(1, len(offsets)))
         ds = SyntheticClipDataset(domain, seeds, frames_per_sequence, cfg=cfg, offsets=offsets,
                                   cache_dir=cache_dir)
         acc = {k: {"n": 0, "tells": 0, "gap": 0.0, "par": [], "n_dark": 0, "tells_dark": 0,
@@ -113,18 +138,18 @@ def probe(domain: str, seeds: Sequence[int], baselines: Sequence[int], frames_pe
         per_seq = len(ds.targets)
         keep = [i for i in range(len(ds)) if _shared_target(ds.targets[i % per_seq], b_max,
                                                              frames_per_sequence, stride)]
-        for idx in tqdm(keep, desc=f"baseline ±{b}", unit="clip"):
+        for idx in tqdm(keep, desc=f"baseline {baseline_label(b)}", unit="clip"):
             batch = collate_clips([ds[idx]])
             frames, K, gt = batch["frames"], batch["K"], batch["depth"]  # [1,T,3,H,W], [1,1,H,W]
-            T_s_t, _ = odometry_poses(batch["poses"], batch["has_poses"], 0, (1, 2))
+            T_s_t, _ = odometry_poses(batch["poses"], batch["has_poses"], 0, sources)
             static = ~batch.get("mask_moving", torch.zeros_like(gt, dtype=torch.bool))
             dark = batch.get("mask_dark", torch.zeros_like(gt, dtype=torch.bool))
             d = torch.where(gt > 0, gt, torch.full_like(gt, 1000.0))  # sky: far away
             with torch.no_grad():
-                e_gt, s_gt = min_error(frames, d, K, T_s_t, (1, 2))
-                e_near, s_near = min_error(frames, d * near, K, T_s_t, (1, 2))
-                e_far, s_far = min_error(frames, d * far, K, T_s_t, (1, 2))
-                motion = image_motion(d, T_s_t[0], K)
+                e_gt, s_gt = min_error(frames, d, K, T_s_t, sources)
+                e_near, s_near = min_error(frames, d * near, K, T_s_t, sources)
+                e_far, s_far = min_error(frames, d * far, K, T_s_t, sources)
+                motion = image_motion(d, T_s_t[0], K)  # source -max(b)
             seen = (gt > 0.1) & (gt < 80.0) & static & s_gt & s_near & s_far
             truth_wins = (e_gt < e_near) & (e_gt < e_far)
             near_wins = (e_near < e_gt) & (e_near <= e_far)
@@ -152,7 +177,7 @@ def probe(domain: str, seeds: Sequence[int], baselines: Sequence[int], frames_pe
     return out
 
 
-def report(results: Dict[str, Dict[int, List[Dict[str, float]]]], args: argparse.Namespace,
+def report(results: Dict[str, Dict[Baseline, List[Dict[str, float]]]], args: argparse.Namespace,
            seconds: float) -> str:
     """Markdown: one table per domain (rows: baseline × distance bin)."""
     lines = ["# Parallax probe: can the photometric loss tell the right depth, per distance?",
@@ -175,7 +200,7 @@ def report(results: Dict[str, Dict[int, List[Dict[str, float]]]], args: argparse
                   "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for b, rows in res.items():
             for r in rows:
-                lines.append(f"| ±{b} | {r['bin']} | {r['n']} | {r['tells']:.3f} | "
+                lines.append(f"| {baseline_label(b)} | {r['bin']} | {r['n']} | {r['tells']:.3f} | "
                              f"{r['near_wins']:.3f} | {1 - r['tells'] - r['near_wins']:.3f} | "
                              + (f"{r['tells_dark']:.3f} ({r['dark_share']:.2f})"
                                 if r["dark_share"] else "–") + " | "
@@ -185,7 +210,8 @@ def report(results: Dict[str, Dict[int, List[Dict[str, float]]]], args: argparse
               "wins`: fraction where that wrong depth has the lowest loss. `gap`: mean loss at "
               "the better wrong depth minus at the truth (negative: the loss pulls away from "
               "the truth on average). Image motion includes the camera's rotation (pitch), "
-              "which does not grow with the baseline."]
+              "which does not grow with the baseline. A row `±1 ±3` takes the minimum over all four "
+              "sources (`data.offsets = [0, -3, -1, 1, 3]`); its image motion is to source −3."]
     return "\n".join(lines) + "\n"
 
 
@@ -196,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="night drives (default: the first four night training drives)")
     p.add_argument("--day-seeds", type=int, nargs="+", default=[0, 1, 2, 3],
                    help="day drives (default: the first four day training drives)")
-    p.add_argument("--baselines", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--baselines", type=parse_baseline, nargs="+", default=[1, 2, 3],
+                   help="frame distances b (sources ±b); '1+3' = sources ±1 and ±3 together")
     p.add_argument("--frames", type=int, default=40, help="frames per drive")
     p.add_argument("--stride", type=int, default=4, help="use every Nth target")
     p.add_argument("--height", type=int, default=96)
