@@ -210,8 +210,9 @@ def report(results: Dict[str, Dict[Baseline, List[Dict[str, float]]]], args: arg
               "wins`: fraction where that wrong depth has the lowest loss. `gap`: mean loss at "
               "the better wrong depth minus at the truth (negative: the loss pulls away from "
               "the truth on average). Image motion includes the camera's rotation (pitch), "
-              "which does not grow with the baseline. A row `±1 ±3` takes the minimum over all four "
-              "sources (`data.offsets = [0, -3, -1, 1, 3]`); its image motion is to source −3."]
+              "which does not grow with the baseline. A row of several baselines takes the "
+              "minimum over all their sources (`±1 ±3`: `data.offsets = [0, -3, -1, 1, 3]`); its "
+              "image motion is to the widest source."]
     return "\n".join(lines) + "\n"
 
 
