@@ -93,3 +93,29 @@ def test_the_selection_table_marks_the_shipped_run_only(demo):
     assert "seeds 9500 … 9511" in lines[0]
     rows = [ln for ln in lines if ln.startswith("| `")]
     assert rows == ["| `a` | 0.266 | 0.264 | 7.52 |  |", "| `b` | 0.266 | 0.249 | 7.66 | shipped |"]
+
+
+def test_the_both_baselines_recipe_differs_from_dasp_ref_only_in_its_frames(demo):
+    """A run of ``dasp_ref`` is refused as ``dasp_ref_b13`` (and back) by exactly the two keys
+    that make the wider baseline; the discriminator's sequence stays as long as the clip."""
+    wide = _run_config("dasp_ref_b13")
+    assert wide["data"]["offsets"] == [0, -3, -1, 1, 3]
+    assert wide["model"]["discriminator"]["seq_len"] == 5
+    wanted = night_overrides("dasp_ref_b13") + NIGHT_FINE_TUNING
+    assert demo.recipe_mismatches(wide, CONFIG, wanted) == []
+    bad = demo.recipe_mismatches(_run_config("dasp_ref"), CONFIG, wanted)
+    assert [b.split(":")[0] for b in bad] == ["data.offsets", "model.discriminator.seq_len"]
+    assert "run has [0, -1, 1], recipe sets [0, -3, -1, 1, 3]" in bad[0]
+
+
+def test_the_shipped_weights_were_trained_with_the_shipped_recipe(demo):
+    """The asset's saved training config carries every override of SHIPPED_RECIPE and the
+    night fine-tuning: docs and code cannot name a recipe the weights were not trained with."""
+    from dasp_core.checkpoint import read_checkpoint
+
+    asset = ROOT / "dasp_core" / "assets" / "dasp_demo.pt"
+    cfg = read_checkpoint(asset).get("train_config")
+    assert cfg, f"{asset} has no train_config"
+    assert cfg["train"]["stage"] == "night"
+    wanted = night_overrides(SHIPPED_RECIPE) + NIGHT_FINE_TUNING
+    assert demo.recipe_mismatches(cfg, CONFIG, wanted) == []

@@ -16,6 +16,9 @@ Each recipe is applied on top of a night-stage config (``train.stage=night`` and
 * ``dasp_ref`` — full DASP with the 3D loss in its repaired form: ``spread`` normaliser, the
   source frames' depths as fixed references, symmetric mask (docs/training_recipe.md, "What
   the 3D loss asks of each pixel"; docs/benchmark_dasp_ref.md). The shipped recipe;
+* ``dasp_ref_b13`` — ``dasp_ref`` with source frames at both baselines, ±1 and ±3
+  (``data.offsets=[0,-3,-1,1,3]``, the discriminator's sequences five frames long): ±1 for
+  the near road, ±3 for the far end's parallax (docs/frame_baseline.md);
 * ``ref_no_stlm`` / ``ref_no_aslm`` / ``no_stlm`` / ``no_aslm`` / ``no_3d`` — ablations;
 * ``supervised`` — a diagnostic ceiling, never shipped and never called DASP: the same
   network and budget trained on the night clips' ground-truth depth.
@@ -30,6 +33,8 @@ _DASP_SPREAD = _DASP + ["loss.consistency_normaliser=spread"]
 # the 3D loss's repaired form: sources' depths as fixed references, symmetric mask
 _DASP_REF = _DASP_SPREAD + ["loss.consistency_source_grad=false",
                             "loss.consistency_mask=symmetric"]
+# source frames at both baselines; the discriminator sees sequences of the same five frames
+_BOTH_BASELINES = ["data.offsets=[0,-3,-1,1,3]", "model.discriminator.seq_len=5"]
 
 #: recipe name -> overrides of the night stage
 NIGHT_RECIPES: Dict[str, List[str]] = {
@@ -39,6 +44,7 @@ NIGHT_RECIPES: Dict[str, List[str]] = {
     "dasp_spread": _DASP_SPREAD,
     "dasp_lock": _DASP_SPREAD + ["loss.consistency_scale_lock=true"],
     "dasp_ref": _DASP_REF,
+    "dasp_ref_b13": _DASP_REF + _BOTH_BASELINES,
     # ablations of dasp_ref (its 3D form kept; no_3d is shared: without the loss its form is moot)
     "ref_no_stlm": _DASP_REF + ["model.discriminator.use_stlm=false"],
     "ref_no_aslm": _DASP_REF + ["model.discriminator.use_aslm=false"],
@@ -55,6 +61,7 @@ RECIPE_LABELS: Dict[str, str] = {
     "dasp_spread": "(d) DASP (full), 3D loss spread form",
     "dasp_lock": "(d) DASP (full), 3D loss spread form + scale lock",
     "dasp_ref": "(d) DASP (full), 3D loss spread form, fixed sources, symmetric mask",
+    "dasp_ref_b13": "(d) DASP (full), 3D loss ref form, source frames ±1 and ±3",
     "ref_no_stlm": "(e) DASP (3D ref form) w/o STLM",
     "ref_no_aslm": "(e) DASP (3D ref form) w/o ASLM",
     "no_stlm": "(e) DASP w/o STLM", "no_aslm": "(e) DASP w/o ASLM",
@@ -63,8 +70,8 @@ RECIPE_LABELS: Dict[str, str] = {
 }
 
 #: recipes that are DASP (the SPLB discriminator on): what a shipped model may be
-DASP_RECIPES = ("dasp", "dasp_spread", "dasp_lock", "dasp_ref", "ref_no_stlm", "ref_no_aslm",
-                "no_stlm", "no_aslm", "no_3d")
+DASP_RECIPES = ("dasp", "dasp_spread", "dasp_lock", "dasp_ref", "dasp_ref_b13", "ref_no_stlm",
+                "ref_no_aslm", "no_stlm", "no_aslm", "no_3d")
 
 #: the recipe the demo model is trained with (docs/demo_model.md)
 SHIPPED_RECIPE = "dasp_ref"
