@@ -96,7 +96,7 @@ def test_the_selection_table_marks_the_shipped_run_only(demo):
 
 
 def test_the_both_baselines_recipe_differs_from_dasp_ref_only_in_its_frames(demo):
-    """A run of ``dasp_ref`` is refused as ``dasp_ref_b13`` (and back) by exactly the two keys
+    """A run of ``dasp_ref`` is refused as ``dasp_ref_b13`` by exactly the two keys
     that make the wider baseline; the discriminator's sequence stays as long as the clip."""
     wide = _run_config("dasp_ref_b13")
     assert wide["data"]["offsets"] == [0, -3, -1, 1, 3]
